@@ -1,0 +1,112 @@
+"""The one settings object, read once in ``main.py`` and passed to whatever needs it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "config"
+DEFAULT_MODEL_DIR = ROOT / "models" / "easy-vqa-film"
+_ADMIN = re.compile(r"^(telegram|discord):\d+$")
+_RATE = re.compile(r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*$", re.IGNORECASE)
+
+
+class SettingsError(Exception):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Secrets are ``SecretStr``: printing settings never shows them."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        protected_namespaces=(),
+    )
+
+    # the model
+    model_repo_id: str = Field(default=str(DEFAULT_MODEL_DIR), description="Hub repo id or local folder")
+    model_revision: str | None = Field(default=None, description="branch, tag or commit on the Hub")
+    hf_token: SecretStr | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    # chat platforms
+    discord_token: SecretStr | None = None
+    telegram_token: SecretStr | None = None
+    telegram_base_url: str | None = None
+    telegram_base_file_url: str | None = None
+    admin_ids: str = Field(default="", description="e.g. telegram:123,discord:456")
+    rate_limit: str = "10/minute"
+    # logs
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    prediction_log: Path = Path("predictions.jsonl")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_files = sorted(CONFIG_DIR.glob("*.toml"))
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_files)
+        return init_settings, env_settings, dotenv_settings, toml, file_secret_settings
+
+    @field_validator("log_level", "device", mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if value.lower() in ("debug", "info", "warning", "error", "critical") else value.lower()
+
+    @field_validator("admin_ids")
+    @classmethod
+    def _check_admins(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            if not _ADMIN.match(item):
+                raise ValueError(f"{item!r} is not platform:id (e.g. telegram:123 or discord:456)")
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        if not _RATE.match(value):
+            raise ValueError(f"{value!r} is not a rate like 10/minute or 100/hour")
+        return value
+
+    @field_validator("model_revision", "telegram_base_url", "telegram_base_file_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def admins(self) -> frozenset[tuple[str, str]]:
+        """``{("telegram", "123"), ...}`` parsed from ``ADMIN_IDS``."""
+        items = (part.strip() for part in self.admin_ids.split(","))
+        return frozenset(tuple(item.split(":", 1)) for item in items if item)  # type: ignore[misc]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; raises ``SettingsError`` naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc

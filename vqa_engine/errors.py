@@ -1,0 +1,39 @@
+"""Typed errors. Every ``VQAInputError`` message is written to be shown to an end user as is."""
+
+from __future__ import annotations
+
+
+class VQAError(Exception):
+    """Base class of every error raised by ``vqa_engine``."""
+
+
+class VQAInputError(VQAError, ValueError):
+    """The caller's input (image or question) cannot be used; the message is safe to show a user."""
+
+
+class EmptyImageError(VQAInputError):
+    """The image has no bytes at all."""
+
+
+class UnsupportedImageError(VQAInputError):
+    """The bytes are not an image we can read (a PDF, a video, an unknown format...)."""
+
+
+class ImageTooLargeError(VQAInputError):
+    """The image is over the byte or pixel cap (this also stops decompression bombs)."""
+
+
+class CorruptImageError(VQAInputError):
+    """The file claims to be an image but cannot be decoded (truncated or damaged)."""
+
+
+class InvalidQuestionError(VQAInputError):
+    """The question is empty, too long, or carries control characters."""
+
+
+class ModelPackageError(VQAError):
+    """A model package is missing files, is inconsistent, or cannot be loaded."""
+
+
+class UnsafePickleError(ModelPackageError):
+    """A pickle file tried to construct something other than plain containers."""

@@ -1,0 +1,51 @@
+"""``ModularVQA``: image encoder + question encoder + fusion + classifier, built from one config."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vqa_engine.encoders import build_image_encoder, build_question_encoder
+from vqa_engine.fusion import build_fusion
+from vqa_engine.model_config import ModelConfig
+
+
+class Classifier(nn.Module):
+    """One hidden layer over the fused vector; logits over the answer space."""
+
+    def __init__(self, in_dim: int, hidden: int, num_answers: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_answers)
+        )
+
+    def forward(self, fused: torch.Tensor) -> torch.Tensor:
+        return self.net(fused)  # (B, A)
+
+
+class ModularVQA(nn.Module):
+    """The whole model; every part is swappable through ``ModelConfig``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.image_encoder = build_image_encoder(config)
+        self.question_encoder = build_question_encoder(config)
+        self.fusion = build_fusion(
+            config, self.image_encoder.out_channels, self.question_encoder.out_dim
+        )
+        self.classifier = Classifier(
+            self.fusion.out_dim, config.classifier_hidden, config.num_answers, config.dropout
+        )
+
+    def forward(
+        self, images: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """images (B, 3, S, S) normalised; tokens (B, T) padded ids; lengths (B,) -> logits (B, A)."""
+        assert images.shape[0] == tokens.shape[0] == lengths.shape[0], "batch sizes differ"
+        features = self.image_encoder(images)  # (B, C, h, w)
+        question = self.question_encoder(tokens, lengths)  # (B, D)
+        return self.classifier(self.fusion(features, question))  # (B, A)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,252 @@
+"""The model package: a folder with config, weights, vocabulary, answers and a model card.
+
+Files, newest format first (the seed's names are accepted when ours are absent):
+
+=====================  ===========================  =======================================
+what                   file                         seed's name
+=====================  ===========================  =======================================
+architecture           ``config.json``              (optional: defaults when absent)
+weights                ``model.safetensors``        ``best_modular_model.pth``
+vocabulary             ``vocab.json``               ``vocab.pkl`` (plain containers only)
+answer space           ``answers.txt``              ``data/answer_space.txt``
+model card             ``README.md``                (optional)
+=====================  ===========================  =======================================
+
+Nothing in a package can run code: safetensors holds only tensors, ``.pth`` files are read with
+``torch.load(weights_only=True)`` and ``vocab.pkl`` with an unpickler that builds only containers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from vqa_engine.errors import ModelPackageError
+from vqa_engine.model import ModularVQA
+from vqa_engine.model_config import ModelConfig
+from vqa_engine.safe_pickle import load_plain_pickle
+from vqa_engine.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+VOCAB_FILE = "vocab.json"
+ANSWERS_FILE = "answers.txt"
+CARD_FILE = "README.md"
+SEED_WEIGHTS_FILE = "best_modular_model.pth"
+SEED_VOCAB_FILE = "vocab.pkl"
+SEED_ANSWERS_FILE = "data/answer_space.txt"
+
+#: every file a package may hold: what a downloader needs to fetch
+PACKAGE_FILES = (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    VOCAB_FILE,
+    ANSWERS_FILE,
+    CARD_FILE,
+    SEED_WEIGHTS_FILE,
+    SEED_VOCAB_FILE,
+    SEED_ANSWERS_FILE,
+)
+
+_CHECKPOINT_KEYS = ("model_state_dict", "state_dict", "model")
+
+
+@dataclass
+class ModelPackage:
+    """A loaded package: the model (in eval mode) and everything needed to use it."""
+
+    config: ModelConfig
+    model: ModularVQA
+    vocab: Vocabulary
+    answers: list[str]
+    path: Path
+    card: str = ""
+
+
+def save_package(
+    directory: str | Path,
+    model: ModularVQA,
+    vocab: Vocabulary,
+    answers: list[str],
+    *,
+    card: str = "",
+) -> Path:
+    """Write ``model`` as a package in the DESIGN.md format; returns the folder."""
+    directory = Path(directory)
+    config = model.config
+    if config.vocab_size != len(vocab) or config.num_answers != len(answers):
+        raise ModelPackageError("config sizes do not match the vocabulary or the answers")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CONFIG_FILE).write_text(json.dumps(config.to_json_dict(), indent=2) + "\n")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    (directory / VOCAB_FILE).write_text(json.dumps(vocab.to_json_dict(), indent=1) + "\n")
+    (directory / ANSWERS_FILE).write_text("".join(f"{a}\n" for a in answers))
+    if card:
+        (directory / CARD_FILE).write_text(card)
+    return directory
+
+
+def load_package(directory: str | Path, *, device: str | torch.device = "cpu") -> ModelPackage:
+    """Load and cross-check a package folder.
+
+    Raises ``ModelPackageError`` (``UnsafePickleError`` for a hostile pickle) with a message
+    that names the file at fault.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ModelPackageError(f"model folder {directory} does not exist")
+    vocab = _load_vocab(directory)
+    answers = _load_answers(directory)
+    config = _load_config(directory, vocab_size=len(vocab), num_answers=len(answers))
+    if config.vocab_size != len(vocab):
+        raise ModelPackageError(
+            f"{directory}: config.json says vocab_size={config.vocab_size} but the vocabulary "
+            f"has {len(vocab)} words"
+        )
+    if config.num_answers != len(answers):
+        raise ModelPackageError(
+            f"{directory}: config.json says num_answers={config.num_answers} but the answer list "
+            f"has {len(answers)} answers"
+        )
+    model = ModularVQA(config)
+    _load_weights(directory, model)
+    model.eval().to(device)
+    card_path = directory / CARD_FILE
+    card = card_path.read_text(encoding="utf-8", errors="replace") if card_path.is_file() else ""
+    return ModelPackage(config=config, model=model, vocab=vocab, answers=answers, path=directory, card=card)
+
+
+def _first_existing(directory: Path, *names: str) -> Path | None:
+    return next((directory / n for n in names if (directory / n).is_file()), None)
+
+
+def _require(directory: Path, *names: str) -> Path:
+    found = _first_existing(directory, *names)
+    if found is None:
+        raise ModelPackageError(f"{directory}: missing {' or '.join(names)}")
+    return found
+
+
+def _load_config(directory: Path, *, vocab_size: int, num_answers: int) -> ModelConfig:
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        # the seed shipped no config: the default architecture, sized by the data files
+        log.warning("%s has no %s; assuming the default architecture", directory, CONFIG_FILE)
+        return ModelConfig(vocab_size=vocab_size, num_answers=num_answers)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelPackageError(f"{path} is not valid JSON: {exc}") from exc
+    return ModelConfig.from_json_dict(data)
+
+
+def _load_vocab(directory: Path) -> Vocabulary:
+    path = _require(directory, VOCAB_FILE, SEED_VOCAB_FILE)
+    if path.name == VOCAB_FILE:
+        try:
+            return Vocabulary.from_json_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelPackageError(f"{path} is not valid JSON: {exc}") from exc
+    data = load_plain_pickle(path.read_bytes())
+    return _vocab_from_seed(data, path)
+
+
+def _vocab_from_seed(data: Any, path: Path) -> Vocabulary:
+    """Accept the shapes seed projects pickle: ``{word: id}``, a word list, or a dict holding one."""
+    if isinstance(data, dict):
+        for key in ("word2idx", "stoi", "word_to_idx", "itos", "idx2word", "tokens"):
+            if key in data and isinstance(data[key], (dict, list, tuple)):
+                return _vocab_from_seed(data[key], path)
+        if all(isinstance(k, str) and isinstance(v, int) for k, v in data.items()):
+            return Vocabulary.from_mapping(data)
+        if all(isinstance(k, int) and isinstance(v, str) for k, v in data.items()):
+            return Vocabulary.from_mapping({v: k for k, v in data.items()})
+    if isinstance(data, (list, tuple)) and all(isinstance(t, str) for t in data):
+        return Vocabulary.from_mapping({t: i for i, t in enumerate(data)})
+    raise ModelPackageError(f"{path}: expected a {{word: id}} mapping or a list of words")
+
+
+def _load_answers(directory: Path) -> list[str]:
+    path = _require(directory, ANSWERS_FILE, SEED_ANSWERS_FILE)
+    try:
+        answers = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as exc:
+        raise ModelPackageError(f"{path} is not UTF-8 text") from exc
+    answers = [a for a in answers if a]
+    if not answers:
+        raise ModelPackageError(f"{path} lists no answers")
+    if len(set(answers)) != len(answers):
+        raise ModelPackageError(f"{path} lists the same answer twice")
+    return answers
+
+
+def _load_weights(directory: Path, model: ModularVQA) -> None:
+    path = _require(directory, WEIGHTS_FILE, SEED_WEIGHTS_FILE)
+    if path.name == WEIGHTS_FILE:
+        try:
+            state = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelPackageError(f"{path} is not a valid safetensors file: {exc}") from exc
+    else:
+        state = _load_torch_weights(path)
+    _check_state_dict(path, model, state)
+    model.load_state_dict(state, strict=True)
+
+
+def _load_torch_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelPackageError(
+            f"{path} holds objects other than tensors and was refused "
+            "(weights are loaded with torch.load(weights_only=True))"
+        ) from exc
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise ModelPackageError(f"{path} is not a readable PyTorch file: {exc}") from exc
+    if isinstance(obj, dict):
+        for key in _CHECKPOINT_KEYS:
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelPackageError(f"{path}: expected a state dict (parameter name -> tensor)")
+    # checkpoints saved from nn.DataParallel prefix every key with "module."
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _check_state_dict(path: Path, model: ModularVQA, state: dict[str, torch.Tensor]) -> None:
+    expected = model.state_dict()
+    problems = []
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing:
+        problems.append(f"missing {_some(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_some(unexpected)}")
+    mismatched = [
+        f"{k} is {tuple(state[k].shape)}, config needs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if mismatched:
+        problems.append("shape " + _some(mismatched))
+    if problems:
+        raise ModelPackageError(
+            f"{path} does not match config.json (architecture or sizes differ): " + "; ".join(problems)
+        )
+
+
+def _some(items: list[str], n: int = 3) -> str:
+    more = f" (+{len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more

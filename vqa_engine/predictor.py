@@ -1,0 +1,69 @@
+"""Synchronous inference over a loaded package: the single place that turns logits into answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from vqa_engine.package import ModelPackage
+from vqa_engine.prediction import Candidate, Prediction
+from vqa_engine.preprocess import ImageLimits, clean_question, load_image_tensor
+from vqa_engine.vocab import PAD_ID, Vocabulary
+
+
+def encode_questions(
+    vocab: Vocabulary, questions: Sequence[str], max_tokens: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded token ids (B, T) and lengths (B,) for a batch of questions."""
+    encoded = [vocab.encode(q, max_tokens) for q in questions]
+    lengths = torch.tensor([len(ids) for ids in encoded], dtype=torch.long)
+    tokens = torch.full((len(encoded), int(lengths.max())), PAD_ID, dtype=torch.long)
+    for row, ids in enumerate(encoded):
+        tokens[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return tokens, lengths
+
+
+class Predictor:
+    """Runs the model of one package on one device. Not thread-safe: one caller at a time."""
+
+    def __init__(self, package: ModelPackage, *, limits: ImageLimits = ImageLimits()) -> None:
+        self.package = package
+        self.limits = limits
+        self.device = next(package.model.parameters()).device
+
+    def preprocess(self, image: bytes) -> torch.Tensor:
+        """Untrusted bytes -> (3, S, S) input; raises a ``VQAInputError`` subclass."""
+        return load_image_tensor(image, self.package.config, self.limits)
+
+    @torch.inference_mode()
+    def probabilities(self, images: torch.Tensor, questions: Sequence[str]) -> torch.Tensor:
+        """Calibrated answer probabilities (B, A) for preprocessed images (B, 3, S, S)."""
+        config = self.package.config
+        tokens, lengths = encode_questions(self.package.vocab, questions, config.max_question_tokens)
+        logits = self.package.model(images.to(self.device), tokens.to(self.device), lengths)
+        return torch.softmax(logits.float() / config.temperature, dim=-1).cpu()
+
+    def predict_batch(
+        self, images: torch.Tensor, questions: Sequence[str], *, top_k: int = 3
+    ) -> list[Prediction]:
+        """One ``Prediction`` per (image, question) pair, in order."""
+        probs = self.probabilities(images, questions)
+        if probs.shape[0] != len(questions):
+            raise RuntimeError(f"model returned {probs.shape[0]} rows for {len(questions)} inputs")
+        return [self._to_prediction(row, top_k) for row in probs]
+
+    def predict(self, image: bytes, question: str, *, top_k: int = 3) -> Prediction:
+        """Answer one question about one encoded image (PNG, JPEG, ...)."""
+        question = clean_question(question)
+        tensor = self.preprocess(image)
+        return self.predict_batch(tensor.unsqueeze(0), [question], top_k=top_k)[0]
+
+    def _to_prediction(self, probs: torch.Tensor, top_k: int) -> Prediction:
+        k = max(1, min(top_k, probs.shape[0]))
+        values, indices = probs.topk(k)
+        answers = self.package.answers
+        candidates = tuple(
+            Candidate(answers[i], round(float(v), 6)) for v, i in zip(values.tolist(), indices.tolist())
+        )
+        return Prediction(candidates[0].answer, candidates[0].confidence, candidates)
