@@ -1,7 +1,7 @@
 """vqa-chat: answer questions about images, from the command line or in Telegram and Discord.
 
-    python main.py ask IMAGE QUESTION [--json] [--top-k N]
-    python main.py                       # run every chat platform whose token is set
+python main.py ask IMAGE QUESTION [--json] [--top-k N]
+python main.py                       # run every chat platform whose token is set
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Everything about chat, nothing about torch: the platform-free core and the Telegram and Discord adapters."""
+"""Everything about chat, nothing about torch: a platform-free core, Telegram and Discord adapters."""

@@ -72,7 +72,11 @@ class Settings(BaseSettings):
     def _case_insensitive(cls, value: object) -> object:
         if not isinstance(value, str):
             return value
-        return value.upper() if value.lower() in ("debug", "info", "warning", "error", "critical") else value.lower()
+        return (
+            value.upper()
+            if value.lower() in ("debug", "info", "warning", "error", "critical")
+            else value.lower()
+        )
 
     @field_validator("admin_ids")
     @classmethod

@@ -49,7 +49,7 @@ def expected_calibration_error(
     edges = torch.linspace(0, 1, bins + 1)
     ece, table = 0.0, []
     n = len(confidence)
-    for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist()):
+    for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
         in_bin = (confidence > lo) & (confidence <= hi)
         count = int(in_bin.sum())
         if not count:
@@ -89,7 +89,8 @@ def evaluate(
         by_type[kind] = {"questions": int(mask.sum()), "accuracy": float(correct[mask].float().mean())}
 
     confusion = Counter(
-        (data.answers[i], package.answers[int(predicted[i])]) for i in torch.nonzero(~correct).flatten().tolist()
+        (data.answers[i], package.answers[int(predicted[i])])
+        for i in torch.nonzero(~correct).flatten().tolist()
     )
     confusions = [{"truth": t, "predicted": p, "count": c} for (t, p), c in confusion.most_common(10)]
     ece, reliability = expected_calibration_error(confidence, correct)
@@ -159,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
     try:
-        result = evaluate(a.package, split=a.split, limit=a.limit, batch_size=a.batch_size, progress=not a.quiet)
+        result = evaluate(
+            a.package, split=a.split, limit=a.limit, batch_size=a.batch_size, progress=not a.quiet
+        )
     except VQAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -31,19 +31,28 @@ class ModularVQA(nn.Module):
         self.config = config
         self.image_encoder = build_image_encoder(config)
         self.question_encoder = build_question_encoder(config)
-        self.fusion = build_fusion(
-            config, self.image_encoder.out_channels, self.question_encoder.out_dim
-        )
+        self.fusion = build_fusion(config, self.image_encoder.out_channels, self.question_encoder.out_dim)
         self.classifier = Classifier(
             self.fusion.out_dim, config.classifier_hidden, config.num_answers, config.dropout
         )
 
     def forward(
-        self, images: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor
+        self,
+        images: torch.Tensor,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        image_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """images (B, 3, S, S) normalised; tokens (B, T) padded ids; lengths (B,) -> logits (B, A)."""
-        assert images.shape[0] == tokens.shape[0] == lengths.shape[0], "batch sizes differ"
-        features = self.image_encoder(images)  # (B, C, h, w)
+        """images (I, 3, S, S) normalised; tokens (B, T) padded ids; lengths (B,) -> logits (B, A).
+
+        Without ``image_index`` question b is about image b (I == B). With it, question b is about
+        image ``image_index[b]``: several questions about one image encode that image once.
+        """
+        assert tokens.shape[0] == lengths.shape[0], "tokens and lengths differ in batch size"
+        features = self.image_encoder(images)  # (I, C, h, w)
+        if image_index is not None:
+            features = features[image_index]  # (B, C, h, w)
+        assert features.shape[0] == tokens.shape[0], "one image per question is needed"
         question = self.question_encoder(tokens, lengths)  # (B, D)
         return self.classifier(self.fusion(features, question))  # (B, A)
 

@@ -59,9 +59,7 @@ class ModelConfig:
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
-                raise ModelPackageError(
-                    f"config.json: {name}={value!r} is not one of {', '.join(allowed)}"
-                )
+                raise ModelPackageError(f"config.json: {name}={value!r} is not one of {', '.join(allowed)}")
         for name in ("vocab_size", "num_answers", "image_size", "embed_dim", "question_dim"):
             if int(getattr(self, name)) < 1:
                 raise ModelPackageError(f"config.json: {name} must be a positive integer")
@@ -100,5 +98,3 @@ class ModelConfig:
             return cls(**data)
         except (TypeError, ValueError) as exc:
             raise ModelPackageError(f"config.json: {exc}") from exc
-
-

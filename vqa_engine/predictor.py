@@ -64,6 +64,7 @@ class Predictor:
         values, indices = probs.topk(k)
         answers = self.package.answers
         candidates = tuple(
-            Candidate(answers[i], round(float(v), 6)) for v, i in zip(values.tolist(), indices.tolist())
+            Candidate(answers[i], round(float(v), 6))
+            for v, i in zip(values.tolist(), indices.tolist(), strict=True)
         )
         return Prediction(candidates[0].answer, candidates[0].confidence, candidates)

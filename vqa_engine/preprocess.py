@@ -8,7 +8,9 @@ declaring a huge canvas (a decompression bomb) costs nothing.
 
 from __future__ import annotations
 
+import codecs
 import io
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -62,6 +64,22 @@ class ImageLimits:
     def describe_bytes(self) -> str:
         return _human_bytes(self.max_bytes)
 
+    def describe_pixels(self) -> str:
+        return _megapixels(self.max_pixels)
+
+
+def _megapixels(n: float) -> str:
+    return f"{n / 1e6:.3g} megapixels"
+
+
+# Formats we decode; a file that starts like one of them but fails to open is damaged, not alien.
+_OUR_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
+def _looks_like_ours(data: bytes) -> bool:
+    return data.startswith(_OUR_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
 
 def _human_bytes(n: int) -> str:
     return f"{n / (1024 * 1024):.0f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
@@ -76,10 +94,12 @@ def _describe_non_image(data: bytes) -> str | None:
         return "an SVG drawing"
     if head.startswith((b"<!doctype html", b"<html")):
         return "a web page (HTML)"
-    try:
-        data[:4096].decode("utf-8")
+    try:  # incremental: a multi-byte character cut at the window's end is fine
+        text = codecs.getincrementaldecoder("utf-8")().decode(data[:4096], final=False)
     except UnicodeDecodeError:
         return None
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f" for ch in text):
+        return None  # NULs and control bytes: binary that happens to be valid UTF-8
     return "a text file"
 
 
@@ -103,7 +123,12 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), *, draft_size
         image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         if isinstance(exc, Image.DecompressionBombError):
-            raise ImageTooLargeError("the image has too many pixels to process") from exc
+            # Pillow refuses canvases past its own hard limit before we can read the size
+            found = _BOMB_PIXELS.search(str(exc))
+            size = f"{_megapixels(int(found.group(1)))}" if found else "too many pixels"
+            raise ImageTooLargeError(f"image has {size}; the limit is {limits.describe_pixels()}") from exc
+        if _looks_like_ours(data):
+            raise CorruptImageError("the image file is damaged or incomplete; please send it again") from exc
         what = _describe_non_image(data)
         if what is None:
             raise UnsupportedImageError(
@@ -118,10 +143,7 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), *, draft_size
     if width < 1 or height < 1:
         raise CorruptImageError("the image has no pixels")
     if width * height > limits.max_pixels:
-        raise ImageTooLargeError(
-            f"image is {width}×{height} pixels; the limit is "
-            f"{limits.max_pixels / 1e6:.0f} megapixels"
-        )
+        raise ImageTooLargeError(f"image is {width}×{height} pixels; the limit is {limits.describe_pixels()}")
     if image.format == "JPEG" and draft_size:
         image.draft("RGB", (draft_size, draft_size))
     try:
@@ -130,9 +152,7 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), *, draft_size
         upright = ImageOps.exif_transpose(image)
         return _to_rgb(upright)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise CorruptImageError(
-            "the image file is damaged or incomplete; please send it again"
-        ) from exc
+        raise CorruptImageError("the image file is damaged or incomplete; please send it again") from exc
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -150,9 +170,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         peak = max(float(array.max(initial=0)), 1.0)
         array = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(array, mode="L").convert("RGB")
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode == "P" and "transparency" in image.info
-    )
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
     if has_alpha:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -194,9 +212,7 @@ def clean_question(text: str, max_chars: int = MAX_QUESTION_CHARS) -> str:
             )
     text = " ".join(text.split())
     if not text:
-        raise InvalidQuestionError(
-            "please ask a question about the image, e.g. “what color is the shape?”"
-        )
+        raise InvalidQuestionError("please ask a question about the image, e.g. “what color is the shape?”")
     if len(text) > max_chars:
         raise InvalidQuestionError(
             f"the question is too long ({len(text)} characters; the limit is {max_chars})"

@@ -29,6 +29,4 @@ def build_question_encoder(config: ModelConfig) -> nn.Module:
     """The question encoder named by ``config.question_encoder``; it exposes ``out_dim``."""
     if config.question_encoder == "bow":
         return BagOfWords(config.vocab_size, config.embed_dim, config.question_dim)
-    return RecurrentEncoder(
-        config.vocab_size, config.embed_dim, config.question_dim, config.question_encoder
-    )
+    return RecurrentEncoder(config.vocab_size, config.embed_dim, config.question_dim, config.question_encoder)

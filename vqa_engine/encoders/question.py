@@ -34,9 +34,7 @@ class RecurrentEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens)  # (B, T, E)
-        packed = pack_padded_sequence(
-            x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
-        )
+        packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         _, hidden = self.rnn(packed)
         if isinstance(hidden, tuple):  # LSTM returns (h, c)
             hidden = hidden[0]

@@ -1,0 +1,137 @@
+"""Training is reproducible and writes a loadable package; evaluation reports what it promises."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import BUNDLED_MODEL, ROOT
+from vqa_engine.evaluate import evaluate, expected_calibration_error, format_report, update_card
+from vqa_engine.package import load_package
+from vqa_engine.train import fit_temperature
+
+
+def train_tiny(out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vqa_engine.train",
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--limit",
+            "600",
+            "--quiet",
+            "--cnn-channels",
+            "8,8",
+            "--film-channels",
+            "8",
+            "--film-blocks",
+            "1",
+        ],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_training_is_seeded_and_reproducible(tmp_path: Path) -> None:
+    first, second = train_tiny(tmp_path / "a"), train_tiny(tmp_path / "b")
+    assert first.returncode == 0, first.stderr.decode()
+    assert second.returncode == 0, second.stderr.decode()
+    assert "wrote" in first.stdout.decode()
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (
+        tmp_path / "b" / "model.safetensors"
+    ).read_bytes()
+    package = load_package(tmp_path / "a")
+    assert package.config.cnn_channels == (8, 8)
+    assert len(package.answers) == 13
+    card = package.card
+    assert "python -m vqa_engine.train --out" in card and "easy-VQA" in card
+    assert "epoch 1:" in first.stderr.decode()
+
+
+def test_ece_of_a_perfectly_calibrated_set() -> None:
+    confidence = torch.tensor([0.8] * 10)
+    correct = torch.tensor([True] * 8 + [False] * 2)
+    ece, bins = expected_calibration_error(confidence, correct)
+    assert ece == pytest.approx(0.0, abs=1e-6)
+    assert bins[0]["questions"] == 10
+
+
+def test_ece_of_an_overconfident_set() -> None:
+    ece, _ = expected_calibration_error(torch.tensor([1.0, 1.0]), torch.tensor([True, False]))
+    assert ece == pytest.approx(0.5)
+
+
+def test_temperature_softens_overconfident_logits() -> None:
+    logits = torch.tensor([[10.0, 0.0]] * 10)
+    labels = torch.tensor([0] * 7 + [1] * 3)
+    assert fit_temperature(logits, labels) > 1.0
+
+
+def test_evaluation_on_a_slice_of_the_test_split(tmp_path: Path) -> None:
+    result = evaluate(BUNDLED_MODEL, limit=600, progress=False)
+    assert result.questions == 600
+    assert result.accuracy >= 0.99
+    assert set(result.by_type) == {"yes/no", "shape", "colour"}
+    assert sum(v["questions"] for v in result.by_type.values()) == 600
+    assert 0.0 <= result.ece < 0.05
+    report = format_report(result)
+    assert "| **all** | 600 |" in report and "Expected calibration error" in report
+
+    card_package = tmp_path / "pkg"
+    card_package.mkdir()
+    (card_package / "README.md").write_text(
+        "# m\n<!-- evaluation:start -->\nold\n<!-- evaluation:end -->\nend\n"
+    )
+    update_card(card_package, result)
+    card = (card_package / "README.md").read_text()
+    assert "old" not in card and "| **all** | 600 |" in card and card.endswith("end\n")
+
+
+def test_evaluate_command_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vqa_engine.evaluate",
+            str(BUNDLED_MODEL),
+            "--limit",
+            "200",
+            "--quiet",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert "| answer type | questions | accuracy |" in result.stdout.decode()
+    data = json.loads(out.read_text())
+    assert data["questions"] == 200 and data["split"] == "test"
+    assert {"accuracy", "by_type", "confusions", "ece", "reliability"} <= set(data)
+
+
+def test_evaluate_a_missing_package_fails_cleanly(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "vqa_engine.evaluate", str(tmp_path / "nope"), "--quiet"],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr.decode()
+    assert b"Traceback" not in result.stderr
