@@ -78,6 +78,11 @@ def test_temperature_softens_overconfident_logits() -> None:
     assert fit_temperature(logits, labels) > 1.0
 
 
+def test_temperature_is_left_alone_without_validation_errors() -> None:
+    logits = torch.tensor([[3.0, 0.0], [0.0, 2.0]])
+    assert fit_temperature(logits, torch.tensor([0, 1])) == 1.0
+
+
 def test_evaluation_on_a_slice_of_the_test_split(tmp_path: Path) -> None:
     result = evaluate(BUNDLED_MODEL, limit=600, progress=False)
     assert result.questions == 600

@@ -32,7 +32,7 @@ class ModelConfig:
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     # image encoder: "cnn" (small conv net) or a torchvision backbone trained from scratch
     image_encoder: str = "cnn"
-    cnn_channels: tuple[int, ...] = (32, 32, 32)  # one stride-2 conv+BN+ReLU stage each
+    cnn_channels: tuple[int, ...] = (16, 32)  # one stride-2 conv+BN+ReLU stage each
     # question encoder: "bow" (bag of words) or an embedding + "gru"/"lstm"
     question_encoder: str = "gru"
     embed_dim: int = 32

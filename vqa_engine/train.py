@@ -36,7 +36,7 @@ DEFAULT_OUT = Path("models/easy-vqa-film")
 @dataclass
 class TrainOptions:
     out: Path = DEFAULT_OUT
-    epochs: int = 4
+    epochs: int = 6
     images_per_batch: int = 16  # each batch holds every training question about these images
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -121,8 +121,12 @@ def batched_logits(
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The softmax temperature minimising validation NLL (Guo et al., 2017), kept within [0.25, 4]."""
-    if len(labels) == 0:
+    """The softmax temperature minimising validation NLL (Guo et al., 2017), kept within [0.25, 4].
+
+    With no validation errors NLL falls forever as the temperature drops, which would make every
+    answer look certain (photos included): then the model is left as trained (1.0).
+    """
+    if len(labels) == 0 or bool((logits.argmax(1) == labels).all()):
         return 1.0
     best_t, best_nll = 1.0, math.inf
     for t in torch.logspace(math.log10(0.25), math.log10(4.0), steps=121).tolist():
@@ -220,7 +224,7 @@ datasets: [easy-vqa]
 ---
 # {options.out.name}
 
-A small modular visual-question-answering model for [vqa-chat](https://github.com/): a
+A small modular visual-question-answering model for vqa-chat: a
 {config.image_encoder} image encoder, a {config.question_encoder} question encoder,
 {config.fusion} fusion and an MLP classifier over {config.num_answers} answers.
 
