@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import re
 import struct
-import time
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -328,21 +327,17 @@ def test_bomb_is_refused_before_any_pixel_is_decoded(monkeypatch: pytest.MonkeyP
     assert len(data) < 100_000
     assert Image.open(io.BytesIO(data)).size == (9000, 9000)  # a well-formed header
     forbid_pixel_decoding(monkeypatch)
-    start = time.perf_counter()
     message = refused(ImageTooLargeError, "megapixels", lambda: decode_image(data))
-    assert time.perf_counter() - start < 1.0
     assert "9000×9000" in message
     assert "40 megapixels" in message
 
 
-def test_header_declaring_a_huge_canvas_is_refused_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_header_declaring_a_huge_canvas_is_refused_undecoded(monkeypatch: pytest.MonkeyPatch) -> None:
     data = bilevel_png(20000, 20000, genuine=False)  # 400 megapixels declared in ~100 bytes
     assert len(data) < 200
     forbid_pixel_decoding(monkeypatch)
-    start = time.perf_counter()
     with pytest.raises(ImageTooLargeError, match="pixels"):
         decode_image(data)
-    assert time.perf_counter() - start < 1.0
 
 
 def test_huge_canvas_message_names_the_limit() -> None:
