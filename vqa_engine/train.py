@@ -26,7 +26,7 @@ from tqdm import tqdm
 from vqa_engine.easyvqa import Split, answer_space, load_split
 from vqa_engine.model import ModularVQA
 from vqa_engine.model_config import FUSIONS, IMAGE_ENCODERS, QUESTION_ENCODERS, ModelConfig
-from vqa_engine.package import WEIGHTS_FILE, save_package
+from vqa_engine.package import CARD_FILE, WEIGHTS_FILE, save_package
 from vqa_engine.predictor import encode_questions
 from vqa_engine.vocab import Vocabulary
 
@@ -163,6 +163,7 @@ def train(options: TrainOptions) -> TrainResult:
     )
     loss_fn = nn.CrossEntropyLoss()
     val_accuracy = float("nan")
+    val_logits = torch.empty(0, config.num_answers)
     for epoch in range(1, options.epochs + 1):
         model.train()
         bar = tqdm(
@@ -192,8 +193,7 @@ def train(options: TrainOptions) -> TrainResult:
             file=sys.stderr,
         )
 
-    val_logits = batched_logits(model, data, val_idx, tokens, lengths)
-    temperature = fit_temperature(val_logits, labels[val_idx])
+    temperature = fit_temperature(val_logits, labels[val_idx])  # the last epoch's logits
     model.config = replace(config, temperature=temperature)
     seconds = time.perf_counter() - started
     result = TrainResult(
@@ -206,10 +206,10 @@ def train(options: TrainOptions) -> TrainResult:
         parameters=model.num_parameters(),
         weights_bytes=0,
     )
-    save_package(options.out, model, vocab, answers, card=render_card(options, result, model.config))
+    save_package(options.out, model, vocab, answers)
+    # the card quotes the weights' size, known once they are written
     result.weights_bytes = (options.out / WEIGHTS_FILE).stat().st_size
-    # the card quotes the weights' size, known only once they are written
-    save_package(options.out, model, vocab, answers, card=render_card(options, result, model.config))
+    (options.out / CARD_FILE).write_text(render_card(options, result, model.config), encoding="utf-8")
     return result
 
 
