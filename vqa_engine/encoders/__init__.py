@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from vqa_engine.encoders.image import SmallCNN, TorchvisionBackbone
 from vqa_engine.encoders.question import BagOfWords, RecurrentEncoder
 from vqa_engine.model_config import ModelConfig
@@ -18,14 +16,14 @@ __all__ = [
 ]
 
 
-def build_image_encoder(config: ModelConfig) -> nn.Module:
+def build_image_encoder(config: ModelConfig) -> SmallCNN | TorchvisionBackbone:
     """The image encoder named by ``config.image_encoder``; it exposes ``out_channels``."""
     if config.image_encoder == "cnn":
         return SmallCNN(config.cnn_channels)
     return TorchvisionBackbone(config.image_encoder)
 
 
-def build_question_encoder(config: ModelConfig) -> nn.Module:
+def build_question_encoder(config: ModelConfig) -> BagOfWords | RecurrentEncoder:
     """The question encoder named by ``config.question_encoder``; it exposes ``out_dim``."""
     if config.question_encoder == "bow":
         return BagOfWords(config.vocab_size, config.embed_dim, config.question_dim)

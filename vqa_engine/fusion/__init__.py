@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from vqa_engine.fusion.film import FiLMFusion
 from vqa_engine.fusion.simple import ConcatFusion, ProductFusion
 from vqa_engine.model_config import ModelConfig
@@ -11,7 +9,9 @@ from vqa_engine.model_config import ModelConfig
 __all__ = ["ConcatFusion", "FiLMFusion", "ProductFusion", "build_fusion"]
 
 
-def build_fusion(config: ModelConfig, image_channels: int, question_dim: int) -> nn.Module:
+def build_fusion(
+    config: ModelConfig, image_channels: int, question_dim: int
+) -> ConcatFusion | ProductFusion | FiLMFusion:
     """The fusion named by ``config.fusion``; it exposes ``out_dim``."""
     if config.fusion == "concat":
         return ConcatFusion(image_channels, question_dim, config.fusion_dim)
