@@ -130,7 +130,7 @@ def format_report(result: Evaluation) -> str:
     ]
     errors = result.questions - round(result.accuracy * result.questions)
     if result.confusions:
-        lines.append(f"Most common confusions ({errors} errors in all):")
+        lines.append(f"Most common confusions ({errors} error{'s' if errors != 1 else ''} in all):")
         lines += [f"- {c['truth']} → {c['predicted']}: {c['count']}" for c in result.confusions]
     else:
         lines.append("No errors.")

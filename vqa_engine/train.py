@@ -64,6 +64,8 @@ def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    # the backward of features[image_index] accumulates in parallel: without this, two runs drift
+    torch.use_deterministic_algorithms(True)
     return torch.Generator().manual_seed(seed)
 
 
