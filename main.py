@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from config import Settings, SettingsError, load_settings
+from vqa_engine import Prediction  # torch-free; heavy modules are imported by the commands that use them
 
 EXIT_USAGE = 2  # unusable input, as the DESIGN.md contract says
 EXIT_FAILURE = 1
@@ -39,11 +40,8 @@ def read_image_arg(path: str, max_bytes: int) -> bytes:
         return f.read(max_bytes + 1)  # the decoder reports "larger than" from the extra byte
 
 
-def format_answer(prediction: object) -> str:
+def format_answer(prediction: Prediction) -> str:
     """Human-readable answer with its confidence and the next candidates."""
-    from vqa_engine import Prediction
-
-    assert isinstance(prediction, Prediction)
     lines = [f"{prediction.answer} ({prediction.confidence:.1%} confident)"]
     others = prediction.top_k[1:]
     if others:
