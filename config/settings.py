@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
+    # the engine: micro-batching, backpressure, cache (see vqa_engine.engine.EngineOptions)
+    max_batch_size: int = Field(default=32, ge=1, le=1024)
+    max_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    max_queue: int = Field(default=512, ge=1)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    cache_size: int = Field(default=1024, ge=0)
+    preprocess_threads: int = Field(default=2, ge=1, le=64)
+    torch_compile: bool = False
     # chat platforms
     discord_token: SecretStr | None = None
     telegram_token: SecretStr | None = None

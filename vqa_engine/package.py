@@ -61,6 +61,15 @@ PACKAGE_FILES = (
 _CHECKPOINT_KEYS = ("model_state_dict", "state_dict", "model")
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a package came from, so ``/health`` can say exactly which model answers."""
+
+    repo_id: str  # a Hub repo id, or the local folder as configured
+    revision: str | None = None  # the resolved Hub commit; None for a local folder
+    from_cache: bool = False  # the Hub was unreachable (or offline) and the local cache served
+
+
 @dataclass
 class ModelPackage:
     """A loaded package: the model (in eval mode) and everything needed to use it."""
@@ -71,6 +80,15 @@ class ModelPackage:
     answers: list[str]
     path: Path
     card: str = ""
+    source: ModelSource | None = None  # None: loaded straight from ``path``
+
+    @property
+    def model_id(self) -> str:
+        return self.source.repo_id if self.source else str(self.path)
+
+    @property
+    def revision(self) -> str | None:
+        return self.source.revision if self.source else None
 
 
 def save_package(
