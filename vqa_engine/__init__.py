@@ -3,7 +3,12 @@
 from vqa_engine.errors import (
     CorruptImageError,
     EmptyImageError,
+    EngineBusyError,
+    EngineClosedError,
+    EngineError,
+    EngineTimeoutError,
     ImageTooLargeError,
+    InferenceError,
     InvalidQuestionError,
     ModelPackageError,
     UnsafePickleError,
@@ -13,16 +18,39 @@ from vqa_engine.errors import (
 )
 from vqa_engine.prediction import Candidate, Prediction
 
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:
+    from vqa_engine.engine import EngineOptions, EngineStats, VQAEngine
+
+
+def __getattr__(name: str) -> object:
+    """``VQAEngine`` and friends import torch: load them on first use, so that importing the
+    errors (as the chat adapters do) stays light."""
+    if name in ("VQAEngine", "EngineOptions", "EngineStats"):
+        from vqa_engine import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'vqa_engine' has no attribute {name!r}")
+
+
 __all__ = [
     "Candidate",
     "CorruptImageError",
     "EmptyImageError",
+    "EngineBusyError",
+    "EngineClosedError",
+    "EngineError",
+    "EngineOptions",
+    "EngineStats",
+    "EngineTimeoutError",
     "ImageTooLargeError",
+    "InferenceError",
     "InvalidQuestionError",
     "ModelPackageError",
     "Prediction",
     "UnsafePickleError",
     "UnsupportedImageError",
+    "VQAEngine",
     "VQAError",
     "VQAInputError",
 ]

@@ -37,3 +37,23 @@ class ModelPackageError(VQAError):
 
 class UnsafePickleError(ModelPackageError):
     """A pickle file tried to construct something other than plain containers."""
+
+
+class EngineError(VQAError):
+    """The engine could not answer right now; the message is safe to show a user."""
+
+
+class EngineBusyError(EngineError):
+    """Too many questions are waiting: refused at once rather than queued without bound."""
+
+
+class EngineTimeoutError(EngineError):
+    """A question waited longer than the per-request timeout."""
+
+
+class EngineClosedError(EngineError):
+    """The engine is shutting down (or was never started) and takes no new questions."""
+
+
+class InferenceError(EngineError):
+    """The model itself failed on this input (other questions in its batch were still answered)."""

@@ -19,6 +19,10 @@ class Prediction:
     confidence: float
     top_k: tuple[Candidate, ...]
 
+    def truncated(self, k: int) -> Prediction:
+        """The same prediction with at most ``k`` candidates (at least the answer itself)."""
+        return self if len(self.top_k) <= k else Prediction(self.answer, self.confidence, self.top_k[: max(1, k)])
+
     def to_dict(self) -> dict[str, object]:
         """The JSON shape of ``main.py ask --json``."""
         return {

@@ -1,0 +1,465 @@
+"""The shared async engine: every platform's questions become few batched forward passes.
+
+One engine per process. Its public surface is ``await engine.answer(image, question)``; inside,
+each question goes through small stages::
+
+    clean question -> admit (bounded) -> hash -> cache -> decode (thread pool)
+        -> queue (one Future each) -> batch -> forward (one inference thread) -> unbatch
+
+The event loop only moves Futures around: hashing large images, decoding and the forward pass
+all run on threads, so a long batch never stalls Discord heartbeats or Telegram polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from types import TracebackType
+from typing import Literal
+
+import psutil
+import torch
+from cachetools import LRUCache
+
+from vqa_engine.errors import (
+    EngineBusyError,
+    EngineClosedError,
+    EngineTimeoutError,
+    InferenceError,
+    VQAInputError,
+)
+from vqa_engine.package import ModelPackage
+from vqa_engine.prediction import Prediction
+from vqa_engine.predictor import Predictor
+from vqa_engine.preprocess import ImageLimits, clean_question
+from vqa_engine.vocab import tokenize
+
+log = logging.getLogger(__name__)
+
+#: images up to this size are hashed on the event loop (well under a millisecond)
+INLINE_HASH_BYTES = 256 * 1024
+#: candidates computed (and cached) per prediction; callers ask for fewer
+MAX_TOP_K = 10
+#: answered-request latencies kept for the percentiles in ``stats()``
+LATENCY_WINDOW = 2048
+
+Outcome = Literal["answered", "rejected", "busy", "timeout", "cancelled", "error", "closed"]
+OUTCOMES: tuple[Outcome, ...] = ("answered", "rejected", "busy", "timeout", "cancelled", "error", "closed")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine batches, queues and caches (the settings of the same names)."""
+
+    max_batch_size: int = 32  # questions per forward pass at most
+    max_wait_ms: float = 5.0  # how long a batch may wait for questions still being decoded
+    max_queue: int = 512  # questions admitted and not yet answered; beyond it, "busy" at once
+    request_timeout_s: float = 30.0  # per question, admission to answer
+    cache_size: int = 1024  # predictions remembered (0 turns the cache off)
+    preprocess_threads: int = 2  # threads decoding images
+    top_k: int = 3  # candidates in a prediction unless the caller asks otherwise
+    torch_compile: bool = False  # torch.compile the model at start-up
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_batch_size": self.max_batch_size >= 1,
+            "max_wait_ms": self.max_wait_ms >= 0,
+            "max_queue": self.max_queue >= 1,
+            "request_timeout_s": self.request_timeout_s > 0,
+            "cache_size": self.cache_size >= 0,
+            "preprocess_threads": self.preprocess_threads >= 1,
+            "top_k": 1 <= self.top_k <= MAX_TOP_K,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid engine options: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """A snapshot for ``/health`` and ``/stats``."""
+
+    state: str
+    model_id: str
+    revision: str | None
+    device: str
+    uptime_s: float
+    requests: dict[str, int]  # by outcome (see OUTCOMES)
+    cache_hits: int
+    cache_misses: int
+    batches: int
+    mean_batch_size: float
+    largest_batch: int
+    queue_depth: int  # decoded, waiting for a forward pass
+    in_flight: int  # admitted and not yet answered (decoding, queued or in a batch)
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    memory_rss_mb: float
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(eq=False)
+class _Request:
+    image: torch.Tensor  # (3, S, S)
+    question: str
+    future: asyncio.Future[Prediction]
+
+
+@dataclass
+class _Counters:
+    outcomes: Counter[str] = field(default_factory=Counter)
+    cache_hits: int = 0
+    cache_misses: int = 0
+    batches: int = 0
+    batched: int = 0
+    largest_batch: int = 0
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+
+class VQAEngine:
+    """Answers questions about images for every chat platform of the process.
+
+    ``loader`` builds the model package (it may download it); it runs in ``start()`` on the
+    inference thread, never at import or construction. Use as ``async with VQAEngine(...)``.
+    """
+
+    def __init__(
+        self,
+        loader: Callable[[], ModelPackage],
+        *,
+        options: EngineOptions = EngineOptions(),
+        limits: ImageLimits = ImageLimits(),
+    ) -> None:
+        self._loader = loader
+        self.options = options
+        self._limits = limits
+        self._state: Literal["new", "starting", "running", "closing", "closed"] = "new"
+        self._predictor: Predictor | None = None
+        self._queue: deque[_Request] = deque()
+        self._wakeup = asyncio.Event()  # something was queued, or a decode finished
+        self._idle = asyncio.Event()  # nothing admitted is unanswered
+        self._idle.set()
+        self._in_flight = 0
+        self._decoding = 0
+        self._cache: LRUCache[tuple[str, str, str], Prediction] | None = (
+            LRUCache(maxsize=options.cache_size) if options.cache_size else None
+        )
+        self._counters = _Counters()
+        self._started_at = 0.0
+        self._model_key = ""  # the cache is per model revision
+        self._decode_pool: ThreadPoolExecutor | None = None
+        self._infer_pool: ThreadPoolExecutor | None = None
+        self._batcher: asyncio.Task[None] | None = None
+        self._process = psutil.Process()
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> VQAEngine:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Load the model (off the loop) and start batching. Raises what the loader raises."""
+        if self._state != "new":
+            raise RuntimeError(f"the engine cannot start: it is {self._state}")
+        self._state = "starting"
+        self._infer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vqa-inference")
+        self._decode_pool = ThreadPoolExecutor(
+            max_workers=self.options.preprocess_threads, thread_name_prefix="vqa-decode"
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            self._predictor = await loop.run_in_executor(self._infer_pool, self._load)
+        except BaseException:
+            self._shutdown_pools()
+            self._state = "closed"
+            raise
+        self._started_at = time.monotonic()
+        package = self._predictor.package
+        self._model_key = f"{package.model_id}@{package.revision}"
+        self._batcher = asyncio.create_task(self._run_batches(), name="vqa-batcher")
+        self._state = "running"
+        log.info(
+            "model %s%s ready on %s (%d answers)",
+            package.model_id,
+            f"@{package.revision}" if package.revision else "",
+            self._predictor.device,
+            len(package.answers),
+        )
+
+    async def close(self, *, drain_timeout: float | None = None) -> None:
+        """Refuse new questions, answer every admitted one, then stop.
+
+        After ``drain_timeout`` seconds, questions still waiting get ``EngineClosedError``.
+        """
+        if self._state in ("closing", "closed"):
+            return
+        if self._state in ("new", "starting"):
+            self._state = "closed"
+            self._shutdown_pools()
+            return
+        self._state = "closing"
+        try:
+            async with asyncio.timeout(drain_timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning("closing with %d questions unanswered after %.1f s", self._in_flight, drain_timeout)
+        if self._batcher is not None:
+            self._batcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._batcher
+        while self._queue:
+            request = self._queue.popleft()
+            if not request.future.done():
+                request.future.set_exception(EngineClosedError("the bot is shutting down; please ask again later"))
+        self._shutdown_pools()
+        self._state = "closed"
+        log.info("engine closed")
+
+    def _shutdown_pools(self) -> None:
+        for pool in (self._decode_pool, self._infer_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    def _load(self) -> Predictor:
+        package = self._loader()
+        if self.options.torch_compile:
+            package.model = torch.compile(package.model)  # type: ignore[assignment]
+        predictor = Predictor(package, limits=self._limits)
+        size = package.config.image_size
+        predictor.predict_batch(torch.zeros(1, 3, size, size), ["warm up"])  # first call allocates
+        return predictor
+
+    # -- the public call --------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    @property
+    def package(self) -> ModelPackage:
+        if self._predictor is None:
+            raise EngineClosedError("the model is not loaded yet; please try again in a minute")
+        return self._predictor.package
+
+    async def answer(self, image: bytes, question: str, *, top_k: int | None = None) -> Prediction:
+        """Answer ``question`` about the encoded ``image`` (PNG, JPEG, WebP, GIF, BMP).
+
+        Raises a ``VQAInputError`` subclass for an image or question that cannot be used,
+        ``EngineBusyError`` when the queue is full, ``EngineTimeoutError``, ``EngineClosedError``
+        while shutting down, and ``InferenceError`` when the model fails on this input.
+        All their messages are fit to show a user.
+        """
+        started = time.perf_counter()
+        k = self.options.top_k if top_k is None else max(1, min(top_k, MAX_TOP_K))
+        if self._state != "running":
+            self._count("closed")
+            raise EngineClosedError("the bot is restarting; please ask again in a minute")
+        try:
+            question = clean_question(question)
+        except VQAInputError:
+            self._count("rejected")
+            raise
+        if self._in_flight >= self.options.max_queue:
+            self._count("busy")
+            raise EngineBusyError("I'm busy answering other questions; please try again in a few seconds")
+
+        self._in_flight += 1
+        self._idle.clear()
+        outcome: Outcome = "error"
+        try:
+            async with asyncio.timeout(self.options.request_timeout_s):
+                prediction = await self._answer(image, question)
+            outcome = "answered"
+            return prediction.truncated(k)
+        except TimeoutError:
+            outcome = "timeout"
+            raise EngineTimeoutError(
+                "that took too long; I'm probably very busy, please try again in a minute"
+            ) from None
+        except VQAInputError:
+            outcome = "rejected"
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+            self._count(outcome, (time.perf_counter() - started) * 1000 if outcome == "answered" else None)
+
+    async def _answer(self, image: bytes, question: str) -> Prediction:
+        predictor = self._predictor
+        assert predictor is not None and self._decode_pool is not None
+        loop = asyncio.get_running_loop()
+        key: tuple[str, str, str] | None = None
+        if self._cache is not None:
+            if len(image) <= INLINE_HASH_BYTES:
+                digest = _digest(image)
+            else:
+                digest = await loop.run_in_executor(self._decode_pool, _digest, image)
+            key = (digest, " ".join(tokenize(question)), self._model_key)
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._counters.cache_hits += 1
+                return cached
+            self._counters.cache_misses += 1
+
+        self._decoding += 1
+        try:
+            tensor = await loop.run_in_executor(self._decode_pool, predictor.preprocess, image)
+        finally:
+            self._decoding -= 1
+            self._wakeup.set()  # a waiting batch need not wait for this one any more
+        future: asyncio.Future[Prediction] = loop.create_future()
+        self._queue.append(_Request(tensor, question, future))
+        self._wakeup.set()
+        prediction = await future
+        if key is not None:
+            self._cache[key] = prediction
+        return prediction
+
+    # -- batching ---------------------------------------------------------------------------
+
+    async def _run_batches(self) -> None:
+        loop = asyncio.get_running_loop()
+        max_batch = self.options.max_batch_size
+        max_wait = self.options.max_wait_ms / 1000
+        while True:
+            while not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            # Wait for more only while questions are still being decoded: a lone question
+            # (or a full batch) goes at once instead of paying max_wait_ms.
+            deadline = loop.time() + max_wait
+            while len(self._queue) < max_batch and self._decoding > 0:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                self._wakeup.clear()
+                try:
+                    async with asyncio.timeout(remaining):
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    break
+            batch = self._take(max_batch)
+            if batch:
+                await self._run_batch(batch)
+
+    def _take(self, n: int) -> list[_Request]:
+        """Up to ``n`` requests whose callers are still waiting (cancelled ones are dropped)."""
+        batch: list[_Request] = []
+        while self._queue and len(batch) < n:
+            request = self._queue.popleft()
+            if not request.future.done():
+                batch.append(request)
+        return batch
+
+    async def _run_batch(self, batch: list[_Request]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            predictions = await loop.run_in_executor(
+                self._infer_pool, self._forward, [r.image for r in batch], [r.question for r in batch]
+            )
+        except Exception as exc:
+            if len(batch) == 1:
+                self._fail(batch[0], exc)
+                return
+            log.warning("a batch of %d failed (%s); retrying each question alone", len(batch), exc)
+            for request in batch:
+                if request.future.done():
+                    continue
+                try:
+                    [prediction] = await loop.run_in_executor(
+                        self._infer_pool, self._forward, [request.image], [request.question]
+                    )
+                except Exception as single_exc:
+                    self._fail(request, single_exc)
+                else:
+                    self._settle([request], [prediction])
+            return
+        self._settle(batch, predictions)
+
+    def _settle(self, batch: list[_Request], predictions: list[Prediction]) -> None:
+        counters = self._counters
+        counters.batches += 1
+        counters.batched += len(batch)
+        counters.largest_batch = max(counters.largest_batch, len(batch))
+        for request, prediction in zip(batch, predictions, strict=True):
+            if not request.future.done():
+                request.future.set_result(prediction)
+
+    def _fail(self, request: _Request, exc: Exception) -> None:
+        log.error("the model failed on a question: %r", request.question, exc_info=exc)
+        if not request.future.done():
+            error = InferenceError("the model could not answer that one; please try another image or question")
+            error.__cause__ = exc
+            request.future.set_exception(error)
+
+    def _forward(self, images: Sequence[torch.Tensor], questions: Sequence[str]) -> list[Prediction]:
+        """Runs on the inference thread: one forward pass; the output count is checked."""
+        assert self._predictor is not None
+        k = min(MAX_TOP_K, len(self._predictor.package.answers))
+        predictions = self._predictor.predict_batch(torch.stack(list(images)), questions, top_k=k)
+        if len(predictions) != len(questions):
+            raise RuntimeError(f"the model returned {len(predictions)} answers for {len(questions)} questions")
+        return predictions
+
+    # -- stats ------------------------------------------------------------------------------
+
+    def _count(self, outcome: Outcome, latency_ms: float | None = None) -> None:
+        self._counters.outcomes[outcome] += 1
+        if latency_ms is not None:
+            self._counters.latencies_ms.append(latency_ms)
+
+    def stats(self) -> EngineStats:
+        """Counters since start-up; latency percentiles over the last answered questions."""
+        counters = self._counters
+        latencies = sorted(counters.latencies_ms)
+        package = self._predictor.package if self._predictor else None
+        return EngineStats(
+            state=self._state,
+            model_id=package.model_id if package else "",
+            revision=package.revision if package else None,
+            device=str(self._predictor.device) if self._predictor else "",
+            uptime_s=round(time.monotonic() - self._started_at, 3) if self._started_at else 0.0,
+            requests={outcome: counters.outcomes[outcome] for outcome in OUTCOMES},
+            cache_hits=counters.cache_hits,
+            cache_misses=counters.cache_misses,
+            batches=counters.batches,
+            mean_batch_size=round(counters.batched / counters.batches, 3) if counters.batches else 0.0,
+            largest_batch=counters.largest_batch,
+            queue_depth=len(self._queue),
+            in_flight=self._in_flight,
+            latency_p50_ms=_percentile(latencies, 0.50),
+            latency_p95_ms=_percentile(latencies, 0.95),
+            memory_rss_mb=round(self._process.memory_info().rss / 2**20, 1),
+        )
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile of already sorted values (None when there are none)."""
+    if not sorted_values:
+        return None
+    rank = max(0, min(len(sorted_values) - 1, math.ceil(q * len(sorted_values)) - 1))
+    return round(sorted_values[rank], 3)
