@@ -39,6 +39,18 @@ class UnsafePickleError(ModelPackageError):
     """A pickle file tried to construct something other than plain containers."""
 
 
+class ModelNotFoundError(ModelPackageError):
+    """No such model: not a local folder, no such Hub repo or revision, or a required file is absent."""
+
+
+class ModelAccessError(ModelPackageError):
+    """The Hub refused access: a private repo without (or with a wrong) token, or a gated repo."""
+
+
+class ModelDownloadError(ModelPackageError):
+    """The Hub could not be reached (or the download broke) and no usable copy is cached."""
+
+
 class EngineError(VQAError):
     """The engine could not answer right now; the message is safe to show a user."""
 

@@ -32,42 +32,24 @@ from safetensors.torch import load_file, save_file
 from vqa_engine.errors import ModelPackageError
 from vqa_engine.model import ModularVQA
 from vqa_engine.model_config import ModelConfig
+from vqa_engine.package_format import (  # torch-free; every name is re-exported from here
+    ANSWERS_FILE,
+    CARD_FILE,
+    CONFIG_FILE,
+    PACKAGE_FILES,  # noqa: F401
+    SEED_ANSWERS_FILE,
+    SEED_VOCAB_FILE,
+    SEED_WEIGHTS_FILE,
+    VOCAB_FILE,
+    WEIGHTS_FILE,
+    ModelSource,
+)
 from vqa_engine.safe_pickle import load_plain_pickle
 from vqa_engine.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-VOCAB_FILE = "vocab.json"
-ANSWERS_FILE = "answers.txt"
-CARD_FILE = "README.md"
-SEED_WEIGHTS_FILE = "best_modular_model.pth"
-SEED_VOCAB_FILE = "vocab.pkl"
-SEED_ANSWERS_FILE = "data/answer_space.txt"
-
-#: every file a package may hold: what a downloader needs to fetch
-PACKAGE_FILES = (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    VOCAB_FILE,
-    ANSWERS_FILE,
-    CARD_FILE,
-    SEED_WEIGHTS_FILE,
-    SEED_VOCAB_FILE,
-    SEED_ANSWERS_FILE,
-)
-
 _CHECKPOINT_KEYS = ("model_state_dict", "state_dict", "model")
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a package came from, so ``/health`` can say exactly which model answers."""
-
-    repo_id: str  # a Hub repo id, or the local folder as configured
-    revision: str | None = None  # the resolved Hub commit; None for a local folder
-    from_cache: bool = False  # the Hub was unreachable (or offline) and the local cache served
 
 
 @dataclass
