@@ -226,7 +226,9 @@ class VQAEngine:
         while self._queue:
             request = self._queue.popleft()
             if not request.future.done():
-                request.future.set_exception(EngineClosedError("the bot is shutting down; please ask again later"))
+                request.future.set_exception(
+                    EngineClosedError("the bot is shutting down; please ask again later")
+                )
         self._shutdown_pools()
         self._state = "closed"
         log.info("engine closed")
@@ -308,14 +310,14 @@ class VQAEngine:
         predictor = self._predictor
         assert predictor is not None and self._decode_pool is not None
         loop = asyncio.get_running_loop()
-        key: tuple[str, str, str] | None = None
-        if self._cache is not None:
+        cache, key = self._cache, None
+        if cache is not None:
             if len(image) <= INLINE_HASH_BYTES:
                 digest = _digest(image)
             else:
                 digest = await loop.run_in_executor(self._decode_pool, _digest, image)
             key = (digest, " ".join(tokenize(question)), self._model_key)
-            cached = self._cache.get(key)
+            cached = cache.get(key)
             if cached is not None:
                 self._counters.cache_hits += 1
                 return cached
@@ -331,8 +333,8 @@ class VQAEngine:
         self._queue.append(_Request(tensor, question, future))
         self._wakeup.set()
         prediction = await future
-        if key is not None:
-            self._cache[key] = prediction
+        if cache is not None and key is not None:
+            cache[key] = prediction
         return prediction
 
     # -- batching ---------------------------------------------------------------------------
@@ -408,7 +410,9 @@ class VQAEngine:
     def _fail(self, request: _Request, exc: Exception) -> None:
         log.error("the model failed on a question: %r", request.question, exc_info=exc)
         if not request.future.done():
-            error = InferenceError("the model could not answer that one; please try another image or question")
+            error = InferenceError(
+                "the model could not answer that one; please try another image or question"
+            )
             error.__cause__ = exc
             request.future.set_exception(error)
 
@@ -418,7 +422,9 @@ class VQAEngine:
         k = min(MAX_TOP_K, len(self._predictor.package.answers))
         predictions = self._predictor.predict_batch(torch.stack(list(images)), questions, top_k=k)
         if len(predictions) != len(questions):
-            raise RuntimeError(f"the model returned {len(predictions)} answers for {len(questions)} questions")
+            raise RuntimeError(
+                f"the model returned {len(predictions)} answers for {len(questions)} questions"
+            )
         return predictions
 
     # -- stats ------------------------------------------------------------------------------

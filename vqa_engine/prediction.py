@@ -21,7 +21,9 @@ class Prediction:
 
     def truncated(self, k: int) -> Prediction:
         """The same prediction with at most ``k`` candidates (at least the answer itself)."""
-        return self if len(self.top_k) <= k else Prediction(self.answer, self.confidence, self.top_k[: max(1, k)])
+        if len(self.top_k) <= k:
+            return self
+        return Prediction(self.answer, self.confidence, self.top_k[: max(1, k)])
 
     def to_dict(self) -> dict[str, object]:
         """The JSON shape of ``main.py ask --json``."""
