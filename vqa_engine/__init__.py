@@ -1,5 +1,7 @@
 """Everything about the model, nothing about chat."""
 
+from typing import TYPE_CHECKING
+
 from vqa_engine.errors import (
     CorruptImageError,
     EmptyImageError,
@@ -21,7 +23,6 @@ from vqa_engine.errors import (
 )
 from vqa_engine.prediction import Candidate, Prediction
 
-from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from vqa_engine.engine import EngineOptions, EngineStats, VQAEngine
 
