@@ -52,8 +52,7 @@ def format_answer(prediction: Prediction) -> str:
 def ask(settings: Settings, image_path: str, question: str, *, as_json: bool, top_k: int) -> int:
     """``main.py ask``: load the configured model, answer once, print."""
     from vqa_engine import ModelPackageError, VQAInputError
-    from vqa_engine.device import resolve_device
-    from vqa_engine.package import load_package
+    from vqa_engine.hub import load_model
     from vqa_engine.predictor import Predictor
     from vqa_engine.preprocess import ImageLimits, clean_question
 
@@ -64,15 +63,11 @@ def ask(settings: Settings, image_path: str, question: str, *, as_json: bool, to
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    model_dir = Path(settings.model_repo_id)
-    if not model_dir.is_dir():
-        print(
-            f"error: MODEL_REPO_ID={settings.model_repo_id!r} is not a model folder on this machine",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
     try:
-        package = load_package(model_dir, device=resolve_device(settings.device))
+        package = load_model(
+            settings.model_repo_id, revision=settings.model_revision, token=token, device=settings.device
+        )
     except ModelPackageError as exc:
         print(f"error: cannot load the model: {exc}", file=sys.stderr)
         return EXIT_FAILURE
