@@ -8,7 +8,7 @@ import torch
 
 from vqa_engine.package import ModelPackage
 from vqa_engine.prediction import Candidate, Prediction
-from vqa_engine.preprocess import ImageLimits, clean_question, load_image_tensor
+from vqa_engine.preprocess import ImageLimits, clean_question, load_image_pixels, normalize
 from vqa_engine.vocab import PAD_ID, Vocabulary
 
 
@@ -33,15 +33,19 @@ class Predictor:
         self.device = next(package.model.parameters()).device
 
     def preprocess(self, image: bytes) -> torch.Tensor:
-        """Untrusted bytes -> (3, S, S) input; raises a ``VQAInputError`` subclass."""
-        return load_image_tensor(image, self.package.config, self.limits)
+        """Untrusted bytes -> (3, S, S) uint8 pixels; raises a ``VQAInputError`` subclass."""
+        return load_image_pixels(image, self.package.config, self.limits)
 
     @torch.inference_mode()
     def probabilities(self, images: torch.Tensor, questions: Sequence[str]) -> torch.Tensor:
-        """Calibrated answer probabilities (B, A) for preprocessed images (B, 3, S, S)."""
+        """Calibrated answer probabilities (B, A) for images (B, 3, S, S): uint8 pixels from
+        ``preprocess`` (normalised here, in one op for the batch) or already normalised floats."""
         config = self.package.config
+        images = images.to(self.device)  # uint8 crosses to a GPU at a quarter of the size
+        if images.dtype == torch.uint8:
+            images = normalize(images, config)
         tokens, lengths = encode_questions(self.package.vocab, questions, config.max_question_tokens)
-        logits = self.package.model(images.to(self.device), tokens.to(self.device), lengths)
+        logits = self.package.model(images, tokens.to(self.device), lengths)
         return torch.softmax(logits.float() / config.temperature, dim=-1).cpu()
 
     def predict_batch(
@@ -51,20 +55,19 @@ class Predictor:
         probs = self.probabilities(images, questions)
         if probs.shape[0] != len(questions):
             raise RuntimeError(f"model returned {probs.shape[0]} rows for {len(questions)} inputs")
-        return [self._to_prediction(row, top_k) for row in probs]
+        k = max(1, min(top_k, probs.shape[1]))
+        values, indices = probs.topk(k, dim=-1)  # one op for the whole batch
+        answers = self.package.answers
+        predictions = []
+        for row_values, row_indices in zip(values.tolist(), indices.tolist(), strict=True):
+            candidates = tuple(
+                Candidate(answers[i], round(v, 6)) for v, i in zip(row_values, row_indices, strict=True)
+            )
+            predictions.append(Prediction(candidates[0].answer, candidates[0].confidence, candidates))
+        return predictions
 
     def predict(self, image: bytes, question: str, *, top_k: int = 3) -> Prediction:
         """Answer one question about one encoded image (PNG, JPEG, ...)."""
         question = clean_question(question)
         tensor = self.preprocess(image)
         return self.predict_batch(tensor.unsqueeze(0), [question], top_k=top_k)[0]
-
-    def _to_prediction(self, probs: torch.Tensor, top_k: int) -> Prediction:
-        k = max(1, min(top_k, probs.shape[0]))
-        values, indices = probs.topk(k)
-        answers = self.package.answers
-        candidates = tuple(
-            Candidate(answers[i], round(float(v), 6))
-            for v, i in zip(values.tolist(), indices.tolist(), strict=True)
-        )
-        return Prediction(candidates[0].answer, candidates[0].confidence, candidates)

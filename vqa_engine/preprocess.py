@@ -178,8 +178,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def image_to_tensor(image: Image.Image, config: ModelConfig) -> torch.Tensor:
-    """RGB image -> normalised (3, S, S) float tensor, sized as ``config`` says."""
+def image_to_pixels(image: Image.Image, config: ModelConfig) -> torch.Tensor:
+    """RGB image -> (3, S, S) uint8, sized as ``config`` says (a quarter of the float size)."""
     size = config.image_size
     if image.size != (size, size):
         if config.resize_mode == "pad":
@@ -188,16 +188,29 @@ def image_to_tensor(image: Image.Image, config: ModelConfig) -> torch.Tensor:
             )
         else:
             image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    array = np.asarray(image, dtype=np.float32) / 255.0  # (S, S, 3)
-    tensor = torch.from_numpy(array).permute(2, 0, 1)  # (3, S, S)
-    mean = torch.tensor(config.image_mean).view(3, 1, 1)
-    std = torch.tensor(config.image_std).view(3, 1, 1)
-    return (tensor - mean) / std
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)  # (3, S, S)
+
+
+def normalize(pixels: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """uint8 pixels (..., 3, S, S) -> the model's normalised float input; one op for a whole batch."""
+    mean = torch.tensor(config.image_mean, device=pixels.device).view(3, 1, 1)
+    std = torch.tensor(config.image_std, device=pixels.device).view(3, 1, 1)
+    return (pixels.to(torch.float32) / 255.0 - mean) / std
+
+
+def image_to_tensor(image: Image.Image, config: ModelConfig) -> torch.Tensor:
+    """RGB image -> normalised (3, S, S) float tensor, sized as ``config`` says."""
+    return normalize(image_to_pixels(image, config), config)
+
+
+def load_image_pixels(data: bytes, config: ModelConfig, limits: ImageLimits = ImageLimits()) -> torch.Tensor:
+    """Untrusted bytes straight to (3, S, S) uint8 pixels (decoded at reduced scale when possible)."""
+    return image_to_pixels(decode_image(data, limits, draft_size=config.image_size), config)
 
 
 def load_image_tensor(data: bytes, config: ModelConfig, limits: ImageLimits = ImageLimits()) -> torch.Tensor:
-    """Untrusted bytes straight to the model's input tensor (decode at reduced scale when possible)."""
-    return image_to_tensor(decode_image(data, limits, draft_size=config.image_size), config)
+    """Untrusted bytes straight to the model's input tensor."""
+    return normalize(load_image_pixels(data, config, limits), config)
 
 
 def clean_question(text: str, max_chars: int = MAX_QUESTION_CHARS) -> str:

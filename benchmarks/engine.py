@@ -1,0 +1,236 @@
+"""The engine against the naive design and against the raw batched forward pass, in one run.
+
+    python benchmarks/engine.py [--clients 1 8 64 256] [--seconds 4]
+
+For each number of concurrent clients (each sends its next question as soon as the last one is
+answered, with easy-VQA test images and questions, the cache off so every question reaches the
+model), three ways of answering are measured back to back:
+
+- engine: ``VQAEngine.answer`` (decode pool, micro-batching, one inference thread);
+- naive: each request ``await asyncio.to_thread(predictor.predict, image, question)``;
+- raw: the batched forward pass alone on already decoded images, at the engine's mean batch
+  size at that load: the limit the engine can approach (it also decodes every image).
+
+Also: event-loop lag p99 while the engine is saturated, and the decode cost of a 1920×1080
+JPEG photo against a 64×64 PNG. Prints a table; writes ``benchmarks/results/engine.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import easy_vqa  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from vqa_engine.engine import EngineOptions, VQAEngine  # noqa: E402
+from vqa_engine.package import ModelPackage, load_package  # noqa: E402
+from vqa_engine.predictor import Predictor  # noqa: E402
+from vqa_engine.preprocess import decode_image, image_to_tensor, load_image_tensor  # noqa: E402
+
+MODEL = ROOT / "models" / "easy-vqa-film"
+Ask = Callable[[bytes, str], Awaitable[object]]
+
+
+def workload(n: int = 512) -> list[tuple[bytes, str]]:
+    """(PNG bytes, question) pairs from the easy-VQA test split."""
+    questions, _, ids = easy_vqa.get_test_questions()
+    paths = easy_vqa.get_test_image_paths()
+    return [(Path(paths[ids[i]]).read_bytes(), questions[i]) for i in range(n)]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+async def drive(ask: Ask, jobs: list[tuple[bytes, str]], clients: int, seconds: float) -> dict[str, float]:
+    """``clients`` closed-loop clients for ``seconds``: throughput and latency percentiles."""
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    async def client(offset: int) -> None:
+        i = offset
+        while time.perf_counter() < stop:
+            image, question = jobs[i % len(jobs)]
+            started = time.perf_counter()
+            await ask(image, question)
+            latencies.append(time.perf_counter() - started)
+            i += clients
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(clients)))
+    elapsed = time.perf_counter() - started
+    return {
+        "per_s": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p95_ms": percentile(latencies, 0.95) * 1000,
+        "requests": len(latencies),
+    }
+
+
+def raw_rate(predictor: Predictor, jobs: list[tuple[bytes, str]], batch: int, seconds: float) -> float:
+    """Questions per second of the forward pass alone at ``batch``, inputs already decoded."""
+    tensors = [predictor.preprocess(image) for image, _ in jobs[:batch]]
+    images = torch.stack(tensors)
+    questions = [q for _, q in jobs[:batch]]
+    predictor.predict_batch(images, questions)  # warm
+    done = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        predictor.predict_batch(images, questions)
+        done += batch
+    return done / (time.perf_counter() - started)
+
+
+async def loop_lag_p99(ask: Ask, jobs: list[tuple[bytes, str]], clients: int, seconds: float) -> dict[str, float]:
+    """How late a 1 ms timer fires while ``clients`` keep the engine saturated."""
+    lags: list[float] = []
+    done = asyncio.Event()
+
+    async def monitor() -> None:
+        while not done.is_set():
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            lags.append(time.perf_counter() - before - 0.001)
+
+    watcher = asyncio.create_task(monitor())
+    load = await drive(ask, jobs, clients, seconds)
+    done.set()
+    await watcher
+    return {
+        "clients": clients,
+        "lag_p50_ms": percentile(lags, 0.50) * 1000,
+        "lag_p99_ms": percentile(lags, 0.99) * 1000,
+        "lag_max_ms": max(lags) * 1000,
+        "samples": len(lags),
+        "per_s": load["per_s"],
+    }
+
+
+def decode_costs(package: ModelPackage, runs: int = 30) -> dict[str, float]:
+    """Milliseconds from bytes to the model's input tensor."""
+    photo = Image.new("RGB", (1920, 1080))
+    photo.paste((40, 90, 200), (600, 200, 1300, 900))  # a blue square on black
+    buf = io.BytesIO()
+    photo.save(buf, format="JPEG", quality=90)
+    jpeg = buf.getvalue()
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (40, 90, 200)).save(buf, format="PNG")
+    png = buf.getvalue()
+    config = package.config
+
+    def timed(fn: Callable[[], object]) -> float:
+        fn()
+        samples = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - started)
+        return statistics.median(samples) * 1000
+
+    return {
+        "png_64_ms": timed(lambda: load_image_tensor(png, config)),
+        "jpeg_1080p_ms": timed(lambda: load_image_tensor(jpeg, config)),
+        "jpeg_1080p_full_decode_ms": timed(lambda: image_to_tensor(decode_image(jpeg), config)),
+        "jpeg_bytes": len(jpeg),
+    }
+
+
+async def run(clients_levels: list[int], seconds: float, max_batch: int) -> dict[str, object]:
+    jobs = workload()
+    package = load_package(MODEL)
+    predictor = Predictor(package)
+    options = EngineOptions(max_batch_size=max_batch, cache_size=0, max_queue=4096)
+    rows = []
+    async with VQAEngine(lambda: load_package(MODEL), options=options) as engine:
+
+        async def naive(image: bytes, question: str) -> object:
+            return await asyncio.to_thread(predictor.predict, image, question)
+
+        await drive(engine.answer, jobs, 8, 0.5)  # warm threads and allocator
+        await drive(naive, jobs, 8, 0.5)
+        for clients in clients_levels:
+            before = engine.stats()
+            eng = await drive(engine.answer, jobs, clients, seconds)
+            after = engine.stats()
+            batches = after.batches - before.batches
+            mean_batch = (eng["requests"] / batches) if batches else 1.0
+            nai = await drive(naive, jobs, clients, seconds)
+            batch = max(1, round(mean_batch))
+            raw = raw_rate(predictor, jobs, batch, seconds / 2)
+            rows.append(
+                {
+                    "clients": clients,
+                    "engine": eng,
+                    "naive": nai,
+                    "engine_mean_batch": round(mean_batch, 2),
+                    "raw_batch": batch,
+                    "raw_per_s": raw,
+                    "engine_vs_naive": eng["per_s"] / nai["per_s"],
+                    "engine_vs_raw": eng["per_s"] / raw,
+                }
+            )
+        lag = await loop_lag_p99(engine.answer, jobs, max(clients_levels), seconds)
+    return {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "max_batch_size": max_batch,
+        "seconds_per_measure": seconds,
+        "rows": rows,
+        "loop_lag": lag,
+        "decode": decode_costs(package),
+    }
+
+
+def report(result: dict[str, object]) -> None:
+    print(
+        f"{'clients':>7} | {'engine/s':>8} {'p50 ms':>7} {'p95 ms':>7} | {'naive/s':>7} {'p50 ms':>7} "
+        f"{'p95 ms':>7} | {'batch':>5} {'raw/s':>7} | {'eng/naive':>9} {'eng/raw':>7}"
+    )
+    for row in result["rows"]:  # type: ignore[attr-defined]
+        e, n = row["engine"], row["naive"]
+        print(
+            f"{row['clients']:>7} | {e['per_s']:>8.0f} {e['p50_ms']:>7.1f} {e['p95_ms']:>7.1f} | "
+            f"{n['per_s']:>7.0f} {n['p50_ms']:>7.1f} {n['p95_ms']:>7.1f} | {row['engine_mean_batch']:>5.1f} "
+            f"{row['raw_per_s']:>7.0f} | {row['engine_vs_naive']:>8.2f}x {row['engine_vs_raw']:>6.0%}"
+        )
+    lag = result["loop_lag"]
+    print(
+        f"\nevent-loop lag at {lag['clients']} clients (engine saturated, {lag['per_s']:.0f}/s): "  # type: ignore[index]
+        f"p50 {lag['lag_p50_ms']:.2f} ms, p99 {lag['lag_p99_ms']:.2f} ms, max {lag['lag_max_ms']:.2f} ms"  # type: ignore[index]
+    )
+    d = result["decode"]
+    print(
+        f"decode to input tensor: 64x64 PNG {d['png_64_ms']:.2f} ms; 1920x1080 JPEG {d['jpeg_1080p_ms']:.2f} ms "  # type: ignore[index]
+        f"with draft mode, {d['jpeg_1080p_full_decode_ms']:.2f} ms full decode"  # type: ignore[index]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64, 256])
+    parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "engine.json")
+    args = parser.parse_args()
+    result = asyncio.run(run(args.clients, args.seconds, args.max_batch))
+    report(result)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
