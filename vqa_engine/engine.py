@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -110,9 +111,10 @@ class EngineStats:
 
 @dataclass(eq=False)
 class _Request:
-    image: torch.Tensor  # (3, S, S)
+    image: bytes | None  # dropped once decoded
     question: str
-    future: asyncio.Future[Prediction]
+    future: asyncio.Future[Prediction]  # touched on the event loop only
+    pixels: torch.Tensor | None = None  # (3, S, S) uint8, set by a decode thread
 
 
 @dataclass
@@ -126,11 +128,20 @@ class _Counters:
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
 
+#: what a batch produced for one request: its prediction, or the exception it gets
+_Outcome = tuple[_Request, Prediction | None, BaseException | None]
+
+
 class VQAEngine:
     """Answers questions about images for every chat platform of the process.
 
-    ``loader`` builds the model package (it may download it); it runs in ``start()`` on the
-    inference thread, never at import or construction. Use as ``async with VQAEngine(...)``.
+    ``loader`` builds the model package (it may download it); it runs in ``start()`` off the
+    event loop, never at import or construction. Use as ``async with VQAEngine(...)``.
+
+    Threads: the event loop admits questions and settles Futures; a small pool decodes images;
+    one inference thread forms batches and runs the forward passes. Decoded requests go from a
+    decode thread straight to the inference thread (a deque under a condition variable), and a
+    finished batch wakes the loop once, so the loop's work per question stays a few microseconds.
     """
 
     def __init__(
@@ -145,12 +156,16 @@ class VQAEngine:
         self._limits = limits
         self._state: Literal["new", "starting", "running", "closing", "closed"] = "new"
         self._predictor: Predictor | None = None
-        self._queue: deque[_Request] = deque()
-        self._wakeup = asyncio.Event()  # something was queued, or a decode finished
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # shared with the decode and inference threads, under ``_cond``
+        self._cond = threading.Condition()
+        self._ready: deque[_Request] = deque()  # decoded, waiting for a forward pass
+        self._decoding = 0  # submitted to the decode pool, not yet ready
+        self._stopping = False
+        # event loop only
         self._idle = asyncio.Event()  # nothing admitted is unanswered
         self._idle.set()
         self._in_flight = 0
-        self._decoding = 0
         self._cache: LRUCache[tuple[str, str, str], Prediction] | None = (
             LRUCache(maxsize=options.cache_size) if options.cache_size else None
         )
@@ -158,8 +173,7 @@ class VQAEngine:
         self._started_at = 0.0
         self._model_key = ""  # the cache is per model revision
         self._decode_pool: ThreadPoolExecutor | None = None
-        self._infer_pool: ThreadPoolExecutor | None = None
-        self._batcher: asyncio.Task[None] | None = None
+        self._inference: threading.Thread | None = None
         self._process = psutil.Process()
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -178,21 +192,20 @@ class VQAEngine:
         if self._state != "new":
             raise RuntimeError(f"the engine cannot start: it is {self._state}")
         self._state = "starting"
-        self._infer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vqa-inference")
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._predictor = await asyncio.to_thread(self._load)
+        except BaseException:
+            self._state = "closed"
+            raise
         self._decode_pool = ThreadPoolExecutor(
             max_workers=self.options.preprocess_threads, thread_name_prefix="vqa-decode"
         )
-        loop = asyncio.get_running_loop()
-        try:
-            self._predictor = await loop.run_in_executor(self._infer_pool, self._load)
-        except BaseException:
-            self._shutdown_pools()
-            self._state = "closed"
-            raise
+        self._inference = threading.Thread(target=self._inference_loop, name="vqa-inference", daemon=True)
+        self._inference.start()
         self._started_at = time.monotonic()
         package = self._predictor.package
         self._model_key = f"{package.model_id}@{package.revision}"
-        self._batcher = asyncio.create_task(self._run_batches(), name="vqa-batcher")
         self._state = "running"
         log.info(
             "model %s%s ready on %s (%d answers)",
@@ -211,32 +224,31 @@ class VQAEngine:
             return
         if self._state in ("new", "starting"):
             self._state = "closed"
-            self._shutdown_pools()
             return
         self._state = "closing"
+        drained = True
         try:
             async with asyncio.timeout(drain_timeout):
                 await self._idle.wait()
         except TimeoutError:
+            drained = False
             log.warning("closing with %d questions unanswered after %.1f s", self._in_flight, drain_timeout)
-        if self._batcher is not None:
-            self._batcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._batcher
-        while self._queue:
-            request = self._queue.popleft()
+        with self._cond:
+            self._stopping = True
+            leftovers = list(self._ready)
+            self._ready.clear()
+            self._cond.notify_all()
+        for request in leftovers:
             if not request.future.done():
                 request.future.set_exception(
                     EngineClosedError("the bot is shutting down; please ask again later")
                 )
-        self._shutdown_pools()
+        if self._decode_pool is not None:
+            self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        if drained and self._inference is not None:
+            await asyncio.to_thread(self._inference.join)
         self._state = "closed"
         log.info("engine closed")
-
-    def _shutdown_pools(self) -> None:
-        for pool in (self._decode_pool, self._infer_pool):
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
 
     def _load(self) -> Predictor:
         package = self._loader()
@@ -244,7 +256,7 @@ class VQAEngine:
             package.model = torch.compile(package.model)  # type: ignore[assignment]
         predictor = Predictor(package, limits=self._limits)
         size = package.config.image_size
-        predictor.predict_batch(torch.zeros(1, 3, size, size), ["warm up"])  # first call allocates
+        predictor.predict_batch(torch.zeros(1, 3, size, size, dtype=torch.uint8), ["warm up"])
         return predictor
 
     # -- the public call --------------------------------------------------------------------
@@ -307,15 +319,13 @@ class VQAEngine:
             self._count(outcome, (time.perf_counter() - started) * 1000 if outcome == "answered" else None)
 
     async def _answer(self, image: bytes, question: str) -> Prediction:
-        predictor = self._predictor
-        assert predictor is not None and self._decode_pool is not None
-        loop = asyncio.get_running_loop()
+        assert self._decode_pool is not None and self._loop is not None
         cache, key = self._cache, None
         if cache is not None:
             if len(image) <= INLINE_HASH_BYTES:
                 digest = _digest(image)
             else:
-                digest = await loop.run_in_executor(self._decode_pool, _digest, image)
+                digest = await self._loop.run_in_executor(self._decode_pool, _digest, image)
             key = (digest, " ".join(tokenize(question)), self._model_key)
             cached = cache.get(key)
             if cached is not None:
@@ -323,109 +333,125 @@ class VQAEngine:
                 return cached
             self._counters.cache_misses += 1
 
-        self._decoding += 1
-        try:
-            tensor = await loop.run_in_executor(self._decode_pool, predictor.preprocess, image)
-        finally:
-            self._decoding -= 1
-            self._wakeup.set()  # a waiting batch need not wait for this one any more
-        future: asyncio.Future[Prediction] = loop.create_future()
-        self._queue.append(_Request(tensor, question, future))
-        self._wakeup.set()
-        prediction = await future
+        request = _Request(image, question, self._loop.create_future())
+        with self._cond:
+            self._decoding += 1
+        self._decode_pool.submit(self._decode, request)
+        prediction = await request.future
         if cache is not None and key is not None:
             cache[key] = prediction
         return prediction
 
-    # -- batching ---------------------------------------------------------------------------
+    # -- decode threads ---------------------------------------------------------------------
 
-    async def _run_batches(self) -> None:
-        loop = asyncio.get_running_loop()
-        max_batch = self.options.max_batch_size
-        max_wait = self.options.max_wait_ms / 1000
+    def _decode(self, request: _Request) -> None:
+        """Decode one image and hand it to the inference thread (or its error to the caller)."""
+        assert self._predictor is not None and self._loop is not None and request.image is not None
+        error: BaseException | None = None
+        if not request.future.done():  # a caller that gave up costs no decoding
+            try:
+                request.pixels = self._predictor.preprocess(request.image)
+            except Exception as exc:
+                error = exc
+        request.image = None
+        with self._cond:
+            self._decoding -= 1
+            if request.pixels is not None:
+                self._ready.append(request)
+            self._cond.notify()
+        if error is not None:
+            self._call_on_loop(_settle_error, request.future, error)
+
+    def _call_on_loop(self, callback: Callable[..., object], *args: object) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop closed under a late batch
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    # -- the inference thread ---------------------------------------------------------------
+
+    def _inference_loop(self) -> None:
         while True:
-            while not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            # Wait for more only while questions are still being decoded: a lone question
-            # (or a full batch) goes at once instead of paying max_wait_ms.
-            deadline = loop.time() + max_wait
-            while len(self._queue) < max_batch and self._decoding > 0:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                self._wakeup.clear()
-                try:
-                    async with asyncio.timeout(remaining):
-                        await self._wakeup.wait()
-                except TimeoutError:
-                    break
-            batch = self._take(max_batch)
+            batch = self._next_batch()
+            if batch is None:
+                return
             if batch:
-                await self._run_batch(batch)
+                outcomes, passes = self._run(batch)
+                self._call_on_loop(self._settle, outcomes, passes)
 
-    def _take(self, n: int) -> list[_Request]:
-        """Up to ``n`` requests whose callers are still waiting (cancelled ones are dropped)."""
-        batch: list[_Request] = []
-        while self._queue and len(batch) < n:
-            request = self._queue.popleft()
-            if not request.future.done():
-                batch.append(request)
-        return batch
+    def _next_batch(self) -> list[_Request] | None:
+        """Up to ``max_batch_size`` live requests; waits up to ``max_wait_ms`` for more only
+        while some are still being decoded, so a lone question goes at once. None: stop."""
+        max_batch = self.options.max_batch_size
+        with self._cond:
+            while not self._ready:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            deadline = time.monotonic() + self.options.max_wait_ms / 1000
+            batch: list[_Request] = []
+            while True:
+                while self._ready and len(batch) < max_batch:
+                    request = self._ready.popleft()
+                    if not request.future.done():  # cancelled callers are dropped here
+                        batch.append(request)
+                if len(batch) >= max_batch or self._decoding == 0 or self._stopping:
+                    return batch
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return batch
+                self._cond.wait(remaining)
 
-    async def _run_batch(self, batch: list[_Request]) -> None:
-        loop = asyncio.get_running_loop()
+    def _run(self, batch: list[_Request]) -> tuple[list[_Outcome], list[int]]:
+        """One forward pass; if it fails, each request alone once, so only a culprit fails."""
         try:
-            predictions = await loop.run_in_executor(
-                self._infer_pool, self._forward, [r.image for r in batch], [r.question for r in batch]
-            )
+            return list(zip(batch, self._forward(batch), [None] * len(batch), strict=True)), [len(batch)]
         except Exception as exc:
             if len(batch) == 1:
-                self._fail(batch[0], exc)
-                return
+                return [(batch[0], None, exc)], []
             log.warning("a batch of %d failed (%s); retrying each question alone", len(batch), exc)
-            for request in batch:
-                if request.future.done():
-                    continue
-                try:
-                    [prediction] = await loop.run_in_executor(
-                        self._infer_pool, self._forward, [request.image], [request.question]
-                    )
-                except Exception as single_exc:
-                    self._fail(request, single_exc)
-                else:
-                    self._settle([request], [prediction])
-            return
-        self._settle(batch, predictions)
+        outcomes: list[_Outcome] = []
+        passes = []
+        for request in batch:
+            try:
+                [prediction] = self._forward([request])
+            except Exception as exc:
+                outcomes.append((request, None, exc))
+            else:
+                outcomes.append((request, prediction, None))
+                passes.append(1)
+        return outcomes, passes
 
-    def _settle(self, batch: list[_Request], predictions: list[Prediction]) -> None:
-        counters = self._counters
-        counters.batches += 1
-        counters.batched += len(batch)
-        counters.largest_batch = max(counters.largest_batch, len(batch))
-        for request, prediction in zip(batch, predictions, strict=True):
-            if not request.future.done():
-                request.future.set_result(prediction)
-
-    def _fail(self, request: _Request, exc: Exception) -> None:
-        log.error("the model failed on a question: %r", request.question, exc_info=exc)
-        if not request.future.done():
-            error = InferenceError(
-                "the model could not answer that one; please try another image or question"
-            )
-            error.__cause__ = exc
-            request.future.set_exception(error)
-
-    def _forward(self, images: Sequence[torch.Tensor], questions: Sequence[str]) -> list[Prediction]:
-        """Runs on the inference thread: one forward pass; the output count is checked."""
+    def _forward(self, batch: Sequence[_Request]) -> list[Prediction]:
         assert self._predictor is not None
+        pixels = torch.stack([r.pixels for r in batch if r.pixels is not None])
+        questions = [r.question for r in batch]
         k = min(MAX_TOP_K, len(self._predictor.package.answers))
-        predictions = self._predictor.predict_batch(torch.stack(list(images)), questions, top_k=k)
+        predictions = self._predictor.predict_batch(pixels, questions, top_k=k)
         if len(predictions) != len(questions):
             raise RuntimeError(
                 f"the model returned {len(predictions)} answers for {len(questions)} questions"
             )
         return predictions
+
+    # -- back on the event loop -------------------------------------------------------------
+
+    def _settle(self, outcomes: list[_Outcome], passes: list[int]) -> None:
+        counters = self._counters
+        counters.batches += len(passes)
+        counters.batched += sum(passes)
+        counters.largest_batch = max([counters.largest_batch, *passes])
+        for request, prediction, error in outcomes:
+            if request.future.done():
+                continue
+            if error is not None:
+                log.error("the model failed on a question: %r", request.question, exc_info=error)
+                failure = InferenceError(
+                    "the model could not answer that one; please try another image or question"
+                )
+                failure.__cause__ = error
+                request.future.set_exception(failure)
+            else:
+                request.future.set_result(prediction)  # type: ignore[arg-type]
 
     # -- stats ------------------------------------------------------------------------------
 
@@ -451,12 +477,17 @@ class VQAEngine:
             batches=counters.batches,
             mean_batch_size=round(counters.batched / counters.batches, 3) if counters.batches else 0.0,
             largest_batch=counters.largest_batch,
-            queue_depth=len(self._queue),
+            queue_depth=len(self._ready),
             in_flight=self._in_flight,
             latency_p50_ms=_percentile(latencies, 0.50),
             latency_p95_ms=_percentile(latencies, 0.95),
             memory_rss_mb=round(self._process.memory_info().rss / 2**20, 1),
         )
+
+
+def _settle_error(future: asyncio.Future[Prediction], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 def _digest(data: bytes) -> str:
