@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -95,7 +96,9 @@ def raw_rate(predictor: Predictor, jobs: list[tuple[bytes, str]], batch: int, se
     return done / (time.perf_counter() - started)
 
 
-async def loop_lag_p99(ask: Ask, jobs: list[tuple[bytes, str]], clients: int, seconds: float) -> dict[str, float]:
+async def loop_lag_p99(
+    ask: Ask, jobs: list[tuple[bytes, str]], clients: int, seconds: float
+) -> dict[str, float]:
     """How late a 1 ms timer fires while ``clients`` keep the engine saturated."""
     lags: list[float] = []
     done = asyncio.Event()
@@ -149,7 +152,38 @@ def decode_costs(package: ModelPackage, runs: int = 30) -> dict[str, float]:
     }
 
 
-async def run(clients_levels: list[int], seconds: float, max_batch: int) -> dict[str, object]:
+def summarise(
+    clients: int, rounds: list[tuple[dict[str, float], dict[str, float], float, float]]
+) -> dict[str, object]:
+    """Medians over the rounds; the ratios are medians of per-round ratios."""
+
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    engines = [r[0] for r in rounds]
+    naives = [r[1] for r in rounds]
+    return {
+        "clients": clients,
+        "engine": {key: med([e[key] for e in engines]) for key in ("per_s", "p50_ms", "p95_ms")},
+        "naive": {key: med([n[key] for n in naives]) for key in ("per_s", "p50_ms", "p95_ms")},
+        "engine_mean_batch": round(med([r[2] for r in rounds]), 2),
+        "raw_batch": max(1, round(med([r[2] for r in rounds]))),
+        "raw_per_s": med([r[3] for r in rounds]),
+        "engine_vs_naive": med([r[0]["per_s"] / r[1]["per_s"] for r in rounds]),
+        "engine_vs_raw": med([r[0]["per_s"] / r[3] for r in rounds]),
+        "rounds": [
+            {
+                "engine_per_s": r[0]["per_s"],
+                "naive_per_s": r[1]["per_s"],
+                "mean_batch": r[2],
+                "raw_per_s": r[3],
+            }
+            for r in rounds
+        ],
+    }
+
+
+async def run(clients_levels: list[int], seconds: float, max_batch: int, repeats: int) -> dict[str, object]:
     jobs = workload()
     package = load_package(MODEL)
     predictor = Predictor(package)
@@ -163,43 +197,36 @@ async def run(clients_levels: list[int], seconds: float, max_batch: int) -> dict
         await drive(engine.answer, jobs, 8, 0.5)  # warm threads and allocator
         await drive(naive, jobs, 8, 0.5)
         for clients in clients_levels:
-            before = engine.stats()
-            eng = await drive(engine.answer, jobs, clients, seconds)
-            after = engine.stats()
-            batches = after.batches - before.batches
-            mean_batch = (eng["requests"] / batches) if batches else 1.0
-            nai = await drive(naive, jobs, clients, seconds)
-            batch = max(1, round(mean_batch))
-            raw = raw_rate(predictor, jobs, batch, seconds / 2)
-            rows.append(
-                {
-                    "clients": clients,
-                    "engine": eng,
-                    "naive": nai,
-                    "engine_mean_batch": round(mean_batch, 2),
-                    "raw_batch": batch,
-                    "raw_per_s": raw,
-                    "engine_vs_naive": eng["per_s"] / nai["per_s"],
-                    "engine_vs_raw": eng["per_s"] / raw,
-                }
-            )
+            rounds = []
+            for _ in range(repeats):  # interleaved, so machine noise hits all three alike
+                before = engine.stats()
+                eng = await drive(engine.answer, jobs, clients, seconds)
+                batches = engine.stats().batches - before.batches
+                mean_batch = (eng["requests"] / batches) if batches else 1.0
+                nai = await drive(naive, jobs, clients, seconds)
+                raw = raw_rate(predictor, jobs, max(1, round(mean_batch)), seconds / 2)
+                rounds.append((eng, nai, mean_batch, raw))
+            rows.append(summarise(clients, rounds))
         lag = await loop_lag_p99(engine.answer, jobs, max(clients_levels), seconds)
     return {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "machine": (
+            f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+        ),
         "max_batch_size": max_batch,
         "seconds_per_measure": seconds,
+        "repeats": repeats,
         "rows": rows,
         "loop_lag": lag,
         "decode": decode_costs(package),
     }
 
 
-def report(result: dict[str, object]) -> None:
+def report(result: dict[str, Any]) -> None:
     print(
         f"{'clients':>7} | {'engine/s':>8} {'p50 ms':>7} {'p95 ms':>7} | {'naive/s':>7} {'p50 ms':>7} "
         f"{'p95 ms':>7} | {'batch':>5} {'raw/s':>7} | {'eng/naive':>9} {'eng/raw':>7}"
     )
-    for row in result["rows"]:  # type: ignore[attr-defined]
+    for row in result["rows"]:
         e, n = row["engine"], row["naive"]
         print(
             f"{row['clients']:>7} | {e['per_s']:>8.0f} {e['p50_ms']:>7.1f} {e['p95_ms']:>7.1f} | "
@@ -208,24 +235,26 @@ def report(result: dict[str, object]) -> None:
         )
     lag = result["loop_lag"]
     print(
-        f"\nevent-loop lag at {lag['clients']} clients (engine saturated, {lag['per_s']:.0f}/s): "  # type: ignore[index]
-        f"p50 {lag['lag_p50_ms']:.2f} ms, p99 {lag['lag_p99_ms']:.2f} ms, max {lag['lag_max_ms']:.2f} ms"  # type: ignore[index]
+        f"\nevent-loop lag at {lag['clients']} clients (engine saturated, {lag['per_s']:.0f}/s): "
+        f"p50 {lag['lag_p50_ms']:.2f} ms, p99 {lag['lag_p99_ms']:.2f} ms, max {lag['lag_max_ms']:.2f} ms"
     )
     d = result["decode"]
     print(
-        f"decode to input tensor: 64x64 PNG {d['png_64_ms']:.2f} ms; 1920x1080 JPEG {d['jpeg_1080p_ms']:.2f} ms "  # type: ignore[index]
-        f"with draft mode, {d['jpeg_1080p_full_decode_ms']:.2f} ms full decode"  # type: ignore[index]
+        f"decode to input tensor: 64x64 PNG {d['png_64_ms']:.2f} ms; "
+        f"1920x1080 JPEG {d['jpeg_1080p_ms']:.2f} ms "
+        f"with draft mode, {d['jpeg_1080p_full_decode_ms']:.2f} ms full decode"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64, 256])
-    parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
+    parser.add_argument("--seconds", type=float, default=1.5, help="per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per load level")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "engine.json")
     args = parser.parse_args()
-    result = asyncio.run(run(args.clients, args.seconds, args.max_batch))
+    result = asyncio.run(run(args.clients, args.seconds, args.max_batch, args.repeats))
     report(result)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
