@@ -534,3 +534,14 @@ def test_package_files_cover_both_layouts() -> None:
 def test_resolve_model_keeps_a_local_folder_as_configured(packages: dict[str, Path]) -> None:
     folder, source = resolve_model(str(packages["small0"]))
     assert folder == packages["small0"] and source == ModelSource(repo_id=str(packages["small0"]))
+
+
+def test_a_secret_in_a_log_record_is_scrubbed_from_every_handler(caplog: pytest.LogCaptureFixture) -> None:
+    """Belt and braces: even if a library logged the token, no handler would see it."""
+    from vqa_engine.hub import _scrubbed_logs
+
+    with caplog.at_level(logging.INFO), _scrubbed_logs((TOKEN,)):
+        logging.getLogger("huggingface_hub.demo").warning("sent Authorization: Bearer %s", TOKEN)
+    logging.getLogger("huggingface_hub.demo").warning("after: %s", "plain")
+    assert TOKEN not in caplog.text
+    assert "Bearer ***" in caplog.text and "after: plain" in caplog.text
