@@ -183,11 +183,15 @@ def summarise(
     }
 
 
-async def run(clients_levels: list[int], seconds: float, max_batch: int, repeats: int) -> dict[str, object]:
+async def run(
+    clients_levels: list[int], seconds: float, max_batch: int, repeats: int, torch_threads: int
+) -> dict[str, object]:
     jobs = workload()
     package = load_package(MODEL)
     predictor = Predictor(package)
-    options = EngineOptions(max_batch_size=max_batch, cache_size=0, max_queue=4096)
+    options = EngineOptions(
+        max_batch_size=max_batch, cache_size=0, max_queue=4096, torch_threads=torch_threads
+    )
     rows = []
     async with VQAEngine(lambda: load_package(MODEL), options=options) as engine:
 
@@ -213,6 +217,7 @@ async def run(clients_levels: list[int], seconds: float, max_batch: int, repeats
             f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
         ),
         "max_batch_size": max_batch,
+        "torch_threads": torch.get_num_threads(),
         "seconds_per_measure": seconds,
         "repeats": repeats,
         "rows": rows,
@@ -252,9 +257,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.5, help="per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per load level")
     parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--torch-threads", type=int, default=0, help="0: torch's default")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "engine.json")
     args = parser.parse_args()
-    result = asyncio.run(run(args.clients, args.seconds, args.max_batch, args.repeats))
+    result = asyncio.run(run(args.clients, args.seconds, args.max_batch, args.repeats, args.torch_threads))
     report(result)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")

@@ -68,6 +68,7 @@ class EngineOptions:
     preprocess_threads: int = 2  # threads decoding images
     top_k: int = 3  # candidates in a prediction unless the caller asks otherwise
     torch_compile: bool = False  # torch.compile the model at start-up
+    torch_threads: int = 0  # intra-op threads of the forward pass (process-wide); 0: torch's default
 
     def __post_init__(self) -> None:
         checks = {
@@ -77,6 +78,7 @@ class EngineOptions:
             "request_timeout_s": self.request_timeout_s > 0,
             "cache_size": self.cache_size >= 0,
             "preprocess_threads": self.preprocess_threads >= 1,
+            "torch_threads": self.torch_threads >= 0,
             "top_k": 1 <= self.top_k <= MAX_TOP_K,
         }
         bad = [name for name, ok in checks.items() if not ok]
@@ -251,6 +253,8 @@ class VQAEngine:
         log.info("engine closed")
 
     def _load(self) -> Predictor:
+        if self.options.torch_threads:
+            torch.set_num_threads(self.options.torch_threads)
         package = self._loader()
         if self.options.torch_compile:
             package.model = torch.compile(package.model)  # type: ignore[assignment]
