@@ -30,7 +30,7 @@ ERROR = "Sorry, something went wrong on my side while answering. Please try agai
 
 
 def bar(confidence: float, width: int = BAR_WIDTH) -> str:
-    filled = round(max(0.0, min(1.0, confidence)) * width)
+    filled = int(max(0.0, min(1.0, confidence)) * width + 0.5)  # half up, not to even
     return "█" * filled + "░" * (width - filled)
 
 
