@@ -7,24 +7,25 @@ python main.py                       # run every chat platform whose token is se
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config import Settings, SettingsError, load_settings
+from config.log import setup_logging
 from vqa_engine import Prediction  # torch-free; heavy modules are imported by the commands that use them
+
+if TYPE_CHECKING:
+    from bots.core import ChatAdapter, ChatCore
 
 EXIT_USAGE = 2  # unusable input, as the DESIGN.md contract says
 EXIT_FAILURE = 1
 
 log = logging.getLogger("vqa_chat")
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
 
 
 def read_image_arg(path: str, max_bytes: int) -> bytes:
@@ -91,8 +92,108 @@ def run_bots(settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    print("error: this version of vqa-chat has no chat adapters yet", file=sys.stderr)
-    return EXIT_FAILURE
+    return asyncio.run(serve(settings))
+
+
+async def serve(settings: Settings) -> int:
+    """Build the engine, the chat core and the adapters; run until SIGTERM/SIGINT; drain; exit 0."""
+    from functools import partial
+
+    from bots.core import ChatCore
+    from bots.memory import ImageMemory
+    from bots.prediction_log import PredictionLog
+    from bots.ratelimit import UserLimiter
+    from vqa_engine import ModelPackageError
+    from vqa_engine.engine import EngineOptions, VQAEngine
+    from vqa_engine.hub import load_model
+    from vqa_engine.preprocess import ImageLimits
+
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    loader = partial(
+        load_model,
+        settings.model_repo_id,
+        revision=settings.model_revision,
+        token=token,
+        device=settings.device,
+    )
+    engine = VQAEngine(
+        loader,
+        options=EngineOptions(
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            max_queue=settings.max_queue,
+            request_timeout_s=settings.request_timeout_s,
+            cache_size=settings.cache_size,
+            preprocess_threads=settings.preprocess_threads,
+            torch_compile=settings.torch_compile,
+            torch_threads=settings.torch_threads,
+        ),
+        limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
+    )
+    try:
+        await engine.start()
+    except ModelPackageError as exc:
+        print(f"error: cannot load the model: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    salt = settings.prediction_log_salt.get_secret_value() if settings.prediction_log_salt else None
+    prediction_log = PredictionLog(settings.prediction_log, salt=salt)
+    core = ChatCore(
+        engine,
+        limiter=UserLimiter(settings.rate_limit, max_in_flight=settings.max_in_flight_per_user),
+        prediction_log=prediction_log,
+        memory=ImageMemory(ttl_s=settings.follow_up_minutes * 60),
+        admins=settings.admins,
+        max_image_bytes=settings.max_image_bytes,
+    )
+    adapters = build_adapters(settings, core, min_image_side=engine.package.config.image_size)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    running = []
+    for name, adapter in adapters:
+        try:
+            await adapter.start()
+        except Exception as exc:  # one platform failing must not take the others down
+            log.error("%s could not start: %s", name, exc)
+        else:
+            running.append((name, adapter))
+    if running:
+        log.info("serving on %s", ", ".join(name for name, _ in running))
+        await stop.wait()
+        log.info("stopping: answering the questions already received")
+    for name, adapter in running:
+        try:
+            await adapter.stop()
+        except Exception:
+            log.exception("%s did not stop cleanly", name)
+    await engine.close(drain_timeout=settings.request_timeout_s)
+    prediction_log.close()
+    if not running:
+        print("error: no chat platform could start (see the log above)", file=sys.stderr)
+        return EXIT_FAILURE
+    log.info("stopped")
+    return 0
+
+
+def build_adapters(
+    settings: Settings, core: ChatCore, *, min_image_side: int
+) -> list[tuple[str, ChatAdapter]]:
+    """One adapter per platform whose token is set."""
+    adapters: list[tuple[str, ChatAdapter]] = []
+    if settings.telegram_token is not None:
+        from bots.telegram_bot import TelegramAdapter
+
+        telegram = TelegramAdapter(
+            core,
+            token=settings.telegram_token.get_secret_value(),
+            base_url=settings.telegram_base_url,
+            base_file_url=settings.telegram_base_file_url,
+            min_image_side=min_image_side,
+        )
+        adapters.append(("telegram", telegram))
+    return adapters
 
 
 def positive_int(text: str) -> int:
@@ -120,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, secrets=settings.secrets)
     if args.command == "ask":
         return ask(settings, args.image, args.question, as_json=args.json, top_k=args.top_k)
     return run_bots(settings)

@@ -66,6 +66,14 @@ class Answerer(Protocol):
     def stats(self) -> EngineStats: ...
 
 
+class ChatAdapter(Protocol):
+    """A platform adapter as ``main.py`` drives it."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 def extract_question(text: str | None, *, bot_username: str | None = None) -> str:
     """The question in a caption or message: without ``/ask``, the bot's @mention, extra spaces."""
     if not text:

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     cache_size: int = Field(default=1024, ge=0)
     preprocess_threads: int = Field(default=2, ge=1, le=64)
     torch_compile: bool = False
+    torch_threads: int = Field(default=0, ge=0, description="intra-op threads; 0: torch's default")
     # chat platforms
     discord_token: SecretStr | None = None
     telegram_token: SecretStr | None = None
@@ -58,9 +59,20 @@ class Settings(BaseSettings):
     telegram_base_file_url: str | None = None
     admin_ids: str = Field(default="", description="e.g. telegram:123,discord:456")
     rate_limit: str = "10/minute"
+    max_in_flight_per_user: int = Field(default=2, ge=1)
+    follow_up_minutes: float = Field(
+        default=10.0, gt=0, description="how long an image is kept for follow-ups"
+    )
     # logs
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     prediction_log: Path = Path("predictions.jsonl")
+    prediction_log_salt: SecretStr | None = None  # fixed salt: a user hashes the same across restarts
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret value set, for log redaction."""
+        values = (self.telegram_token, self.discord_token, self.hf_token, self.prediction_log_salt)
+        return [v.get_secret_value() for v in values if v is not None]
 
     @classmethod
     def settings_customise_sources(
