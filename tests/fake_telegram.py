@@ -315,7 +315,7 @@ class FakeTelegram:
         self._files_by_path: dict[str, str] = {}
         self._messages: dict[int, dict[int, JSON]] = {}  # chat -> message_id -> message
         self._bot_messages: set[tuple[int, int]] = set()
-        self._next_message_id: dict[int, itertools.count[int]] = {}
+        self._last_message_id: dict[int, int] = {}  # per chat, shared by users and the bot
         self._injected_at: dict[tuple[int, int], float] = {}
         self._update_ids = itertools.count(1)
         self._file_ids = itertools.count(1)
@@ -436,12 +436,12 @@ class FakeTelegram:
 
     def set_chat(self, chat_id: int, *, chat_type: str = "private", title: str | None = None) -> JSON:
         """Register a chat; a private chat's id is its user's id, groups have negative ids."""
-        if chat_type not in ("private", "group", "supergroup", "channel"):
+        if chat_type not in ("private", "group", "supergroup"):
             raise ValueError(f"unknown chat_type {chat_type!r}")
         if chat_type == "private" and chat_id <= 0:
             raise ValueError("a private chat's id is its user's (positive) id")
         if chat_type != "private" and chat_id >= 0:
-            raise ValueError("group, supergroup and channel ids are negative (e.g. -100123)")
+            raise ValueError("group and supergroup ids are negative (e.g. -100123)")
         chat: JSON = {"id": chat_id, "type": chat_type}
         if chat_type == "private":
             chat["first_name"] = self._user(chat_id)["first_name"]
@@ -468,6 +468,8 @@ class FakeTelegram:
             chat_id = message["chat"]["id"]
             self.chats.setdefault(chat_id, message["chat"])
             self._messages.setdefault(chat_id, {})[message["message_id"]] = message
+            last = self._last_message_id.get(chat_id, 0)
+            self._last_message_id[chat_id] = max(last, message["message_id"])  # hand-built ids too
             self._injected_at[(chat_id, message["message_id"])] = time.monotonic()
         self.updates.append(update)
         self._pending.append((update["update_id"], json.dumps(update)))
@@ -607,10 +609,8 @@ class FakeTelegram:
         return chat
 
     def _message_id(self, chat_id: int) -> int:
-        counter = self._next_message_id.get(chat_id)
-        if counter is None:
-            counter = self._next_message_id[chat_id] = itertools.count(1)
-        return next(counter)
+        message_id = self._last_message_id[chat_id] = self._last_message_id.get(chat_id, 0) + 1
+        return message_id
 
     def _new_message(
         self, chat_id: int, user_id: int, chat_type: str | None, reply_to: JSON | int | None
@@ -785,7 +785,9 @@ class FakeTelegram:
         prefix, method = request.match_info["prefix"], request.match_info["method"]
         try:
             params = await self._read_params(request)
-        except Exception:
+        except web.HTTPRequestEntityTooLarge:
+            return _ApiError(413, "Request Entity Too Large").response()
+        except Exception:  # a malformed body: the method then reports its missing parameters
             params = {}
         key = method.lower()
         try:

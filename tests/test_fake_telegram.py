@@ -120,6 +120,26 @@ async def test_echo_replies_to_the_message(fake: FakeTelegram) -> None:
     assert "reply_to_message_id" not in params and params["chat_id"] == 42
 
 
+async def test_injection_from_a_thread_wakes_the_long_poll(fake: FakeTelegram) -> None:
+    hand_built = {
+        "message_id": 77,
+        "date": 0,
+        "chat": {"id": 43, "type": "private", "first_name": "Ann"},
+        "from": {"id": 43, "is_bot": False, "first_name": "Ann"},
+        "text": "hand-built",
+    }
+    async with polling(fake, ECHO):
+        await fake.wait_for_calls("getUpdates", 1, timeout=5)  # a 1 s long poll is pending now
+        started = time.monotonic()
+        await asyncio.to_thread(fake.send_text, 42, 42, "from a thread")
+        [from_thread] = await fake.wait_for_reply(42, timeout=5)
+        assert time.monotonic() - started < 0.9  # woken, not answered by the poll's timeout
+        fake.inject_update({"message": hand_built})
+        [reply] = await fake.wait_for_reply(43, timeout=5)
+    assert from_thread.text == "from a thread"
+    assert reply.reply_to_message_id == 77 and reply.message_id == 78
+
+
 async def test_teardown_is_quick(fake: FakeTelegram) -> None:
     async with polling(fake, ECHO):
         await fake.wait_for_calls("getUpdates", 1, timeout=5)  # a 1 s long poll is pending now
