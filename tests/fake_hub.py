@@ -1,6 +1,6 @@
 """A loopback Hugging Face Hub that the real huggingface_hub client downloads from and pushes to.
 
-Speaks what huggingface_hub 2.4.0 uses (see /work/shared/notes/loopback-fakes.md): model info by
+Speaks what huggingface_hub 2.4.0 uses (as read from its source and measured): model info by
 revision, the recursive tree listing, HEAD/GET ``resolve`` with ``X-Repo-Commit``/``ETag``, the
 ``X-Error-Code`` errors (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo), and the upload
 path: ``repos/create``, ``branch``, ``preupload`` (every file "regular", so no LFS/Xet) and the
