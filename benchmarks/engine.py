@@ -24,10 +24,11 @@ import json
 import platform
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -43,6 +44,7 @@ from vqa_engine.preprocess import decode_image, image_to_tensor, load_image_tens
 
 MODEL = ROOT / "models" / "easy-vqa-film"
 Ask = Callable[[bytes, str], Awaitable[object]]
+T = TypeVar("T")
 
 
 def workload(n: int = 512) -> list[tuple[bytes, str]]:
@@ -82,8 +84,26 @@ async def drive(ask: Ask, jobs: list[tuple[bytes, str]], clients: int, seconds: 
     }
 
 
-def raw_rate(predictor: Predictor, jobs: list[tuple[bytes, str]], batch: int, seconds: float) -> float:
+def fresh_thread(fn: Callable[[], T]) -> T:
+    """Run ``fn`` on a new thread: torch's thread count is per thread once a thread has used it."""
+    result: list[T] = []
+    worker = threading.Thread(target=lambda: result.append(fn()))
+    worker.start()
+    worker.join()
+    return result[0]
+
+
+def raw_rate(
+    predictor: Predictor, jobs: list[tuple[bytes, str]], batch: int, seconds: float, *, threads: int
+) -> float:
     """Questions per second of the forward pass alone at ``batch``, inputs already decoded."""
+    return fresh_thread(lambda: _raw_rate(predictor, jobs, batch, seconds, threads))
+
+
+def _raw_rate(
+    predictor: Predictor, jobs: list[tuple[bytes, str]], batch: int, seconds: float, threads: int
+) -> float:
+    torch.set_num_threads(threads)
     tensors = [predictor.preprocess(image) for image, _ in jobs[:batch]]
     images = torch.stack(tensors)
     questions = [q for _, q in jobs[:batch]]
@@ -169,8 +189,12 @@ def summarise(
         "engine_mean_batch": round(med([r[2] for r in rounds]), 2),
         "raw_batch": max(1, round(med([r[2] for r in rounds]))),
         "raw_per_s": med([r[3] for r in rounds]),
+        "raw_default_threads_per_s": med([r[4] for r in rounds]),
         "engine_vs_naive": med([r[0]["per_s"] / r[1]["per_s"] for r in rounds]),
         "engine_vs_raw": med([r[0]["per_s"] / r[3] for r in rounds]),
+        "engine_vs_raw_default_threads": med([r[0]["per_s"] / r[4] for r in rounds]),
+        "serial_decode_forward_per_s": med([r[5] for r in rounds]),
+        "engine_vs_serial": med([r[0]["per_s"] / r[5] for r in rounds]),
         "rounds": [
             {
                 "engine_per_s": r[0]["per_s"],
@@ -193,7 +217,9 @@ async def run(
         max_batch_size=max_batch, cache_size=0, max_queue=4096, torch_threads=torch_threads
     )
     rows = []
+    default_threads = torch.get_num_threads()
     async with VQAEngine(lambda: load_package(MODEL), options=options) as engine:
+        engine_threads = fresh_thread(torch.get_num_threads)  # what the engine set (threads read it)
 
         async def naive(image: bytes, question: str) -> object:
             return await asyncio.to_thread(predictor.predict, image, question)
@@ -208,8 +234,11 @@ async def run(
                 batches = engine.stats().batches - before.batches
                 mean_batch = (eng["requests"] / batches) if batches else 1.0
                 nai = await drive(naive, jobs, clients, seconds)
-                raw = raw_rate(predictor, jobs, max(1, round(mean_batch)), seconds / 2)
-                rounds.append((eng, nai, mean_batch, raw))
+                batch = max(1, round(mean_batch))
+                raw = raw_rate(predictor, jobs, batch, seconds / 2, threads=engine_threads)
+                raw_default = raw_rate(predictor, jobs, batch, seconds / 2, threads=default_threads)
+                serial = serial_rate(predictor, jobs, batch, seconds / 2, threads=engine_threads)
+                rounds.append((eng, nai, mean_batch, raw, raw_default, serial))
             rows.append(summarise(clients, rounds))
         lag = await loop_lag_p99(engine.answer, jobs, max(clients_levels), seconds)
     return {
@@ -217,7 +246,7 @@ async def run(
             f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
         ),
         "max_batch_size": max_batch,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": {"engine": engine_threads, "torch_default": default_threads},
         "seconds_per_measure": seconds,
         "repeats": repeats,
         "rows": rows,
@@ -229,15 +258,24 @@ async def run(
 def report(result: dict[str, Any]) -> None:
     print(
         f"{'clients':>7} | {'engine/s':>8} {'p50 ms':>7} {'p95 ms':>7} | {'naive/s':>7} {'p50 ms':>7} "
-        f"{'p95 ms':>7} | {'batch':>5} {'raw/s':>7} | {'eng/naive':>9} {'eng/raw':>7}"
+        f"{'p95 ms':>7} | {'batch':>5} {'raw/s':>7} {'raw*/s':>7} {'serial/s':>8} | {'eng/naive':>9} "
+        f"{'eng/raw':>7} {'eng/raw*':>8} {'eng/serial':>10}"
     )
     for row in result["rows"]:
         e, n = row["engine"], row["naive"]
         print(
             f"{row['clients']:>7} | {e['per_s']:>8.0f} {e['p50_ms']:>7.1f} {e['p95_ms']:>7.1f} | "
             f"{n['per_s']:>7.0f} {n['p50_ms']:>7.1f} {n['p95_ms']:>7.1f} | {row['engine_mean_batch']:>5.1f} "
-            f"{row['raw_per_s']:>7.0f} | {row['engine_vs_naive']:>8.2f}x {row['engine_vs_raw']:>6.0%}"
+            f"{row['raw_per_s']:>7.0f} {row['raw_default_threads_per_s']:>7.0f} "
+            f"{row['serial_decode_forward_per_s']:>8.0f} | "
+            f"{row['engine_vs_naive']:>8.2f}x {row['engine_vs_raw']:>7.0%} "
+            f"{row['engine_vs_raw_default_threads']:>8.0%} {row['engine_vs_serial']:>10.0%}"
         )
+    threads = result["torch_threads"]
+    print(
+        f"raw: the forward pass alone at the engine's torch threads ({threads['engine']}); "
+        f"raw*: at torch's default ({threads['torch_default']}); serial: decode + forward, one thread"
+    )
     lag = result["loop_lag"]
     print(
         f"\nevent-loop lag at {lag['clients']} clients (engine saturated, {lag['per_s']:.0f}/s): "
@@ -257,7 +295,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.5, help="per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per load level")
     parser.add_argument("--max-batch", type=int, default=32)
-    parser.add_argument("--torch-threads", type=int, default=0, help="0: torch's default")
+    parser.add_argument("--torch-threads", type=int, default=0, help="0: the engine's default")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "engine.json")
     args = parser.parse_args()
     result = asyncio.run(run(args.clients, args.seconds, args.max_batch, args.repeats, args.torch_threads))

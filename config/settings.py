@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     max_queue: int = Field(default=512, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
     cache_size: int = Field(default=1024, ge=0)
-    preprocess_threads: int = Field(default=2, ge=1, le=64)
+    preprocess_threads: int = Field(default=1, ge=1, le=64)
     torch_compile: bool = False
     torch_threads: int = Field(default=0, ge=0, description="intra-op threads; 0: torch's default")
     # chat platforms

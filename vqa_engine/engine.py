@@ -65,7 +65,7 @@ class EngineOptions:
     max_queue: int = 512  # questions admitted and not yet answered; beyond it, "busy" at once
     request_timeout_s: float = 30.0  # per question, admission to answer
     cache_size: int = 1024  # predictions remembered (0 turns the cache off)
-    preprocess_threads: int = 2  # threads decoding images
+    preprocess_threads: int = 1  # threads decoding images (one measured best on 2 cores)
     top_k: int = 3  # candidates in a prediction unless the caller asks otherwise
     torch_compile: bool = False  # torch.compile the model at start-up
     torch_threads: int = 0  # intra-op threads of the forward pass (process-wide); 0: torch's default
@@ -253,7 +253,7 @@ class VQAEngine:
         log.info("engine closed")
 
     def _load(self) -> Predictor:
-        if self.options.torch_threads:
+        if self.options.torch_threads:  # read by the inference thread, started after this
             torch.set_num_threads(self.options.torch_threads)
         package = self._loader()
         if self.options.torch_compile:

@@ -103,6 +103,10 @@ def _describe_non_image(data: bytes) -> str | None:
     return "a text file"
 
 
+#: ``image.info`` keys Pillow reads an EXIF/XMP orientation from (see ``Image.getexif``)
+_ORIENTATION_KEYS = frozenset({"exif", "Raw profile type exif", "xmp", "XML:com.adobe.xmp"})
+
+
 def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), *, draft_size: int = 0) -> Image.Image:
     """Decode untrusted bytes into an 8-bit RGB image, upright.
 
@@ -149,8 +153,9 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), *, draft_size
     try:
         image.seek(0)  # animated GIF/WebP: the first frame
         image.load()
-        upright = ImageOps.exif_transpose(image)
-        return _to_rgb(upright)
+        if not _ORIENTATION_KEYS.isdisjoint(image.info):  # only these can carry an orientation
+            ImageOps.exif_transpose(image, in_place=True)
+        return _to_rgb(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptImageError("the image file is damaged or incomplete; please send it again") from exc
 
@@ -213,16 +218,20 @@ def load_image_tensor(data: bytes, config: ModelConfig, limits: ImageLimits = Im
     return normalize(load_image_pixels(data, config, limits), config)
 
 
+#: Unicode category Cc (C0, DEL, C1) except tab, newline and carriage return
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def clean_question(text: str, max_chars: int = MAX_QUESTION_CHARS) -> str:
     """The question with whitespace tidied; raises ``InvalidQuestionError`` when it cannot be used."""
     if not isinstance(text, str):
         raise InvalidQuestionError("the question must be text")
     text = unicodedata.normalize("NFC", text)
-    for ch in text:
-        if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r":
-            raise InvalidQuestionError(
-                f"the question contains a control character (U+{ord(ch):04X}); please type it again"
-            )
+    control = _CONTROL.search(text)
+    if control is not None:
+        raise InvalidQuestionError(
+            f"the question contains a control character (U+{ord(control.group()):04X}); please type it again"
+        )
     text = " ".join(text.split())
     if not text:
         raise InvalidQuestionError("please ask a question about the image, e.g. “what color is the shape?”")

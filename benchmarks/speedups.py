@@ -1,0 +1,126 @@
+"""Optional speed-ups for the engine, measured before any is offered: ``torch.compile`` and
+dynamic int8 quantization, against the plain model, on speed and on test accuracy, in one run.
+
+    python benchmarks/speedups.py [--batch 32] [--seconds 3] [--limit 0]
+
+A variant is worth a setting only if it is faster at the engine's batch sizes and loses no
+accuracy. Prints a table; writes ``benchmarks/results/speedups.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from vqa_engine.easyvqa import load_split  # noqa: E402
+from vqa_engine.package import ModelPackage, load_package  # noqa: E402
+from vqa_engine.predictor import Predictor  # noqa: E402
+
+MODEL = ROOT / "models" / "easy-vqa-film"
+
+
+def quantized(package: ModelPackage, layers: set[type[nn.Module]]) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # quantize_dynamic is deprecated in favour of torchao
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(package.model), layers, dtype=torch.qint8)
+
+
+def compiled(package: ModelPackage) -> nn.Module:
+    return torch.compile(copy.deepcopy(package.model))  # type: ignore[return-value]
+
+
+def accuracy(predictor: Predictor, limit: int) -> float:
+    data = load_split("test", predictor.package.config, progress=False)
+    n = min(limit, len(data)) if limit else len(data)
+    answer_id = {a: i for i, a in enumerate(predictor.package.answers)}
+    correct = 0
+    for start in range(0, n, 512):
+        end = min(start + 512, n)
+        probs = predictor.probabilities(data.images[data.image_rows[start:end]], data.questions[start:end])
+        predicted = probs.argmax(dim=1).tolist()
+        correct += sum(p == answer_id[a] for p, a in zip(predicted, data.answers[start:end], strict=True))
+    return correct / n
+
+
+def rate(predictor: Predictor, images: torch.Tensor, questions: list[str], seconds: float) -> float:
+    """Questions per second of ``probabilities`` at this batch, median of 5 slices."""
+    predictor.probabilities(images, questions)
+    slices = []
+    for _ in range(5):
+        done = 0
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds / 5:
+            predictor.probabilities(images, questions)
+            done += len(questions)
+        slices.append(done / (time.perf_counter() - started))
+    return statistics.median(slices)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--limit", type=int, default=0, help="test questions for accuracy (0: all)")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "speedups.json")
+    args = parser.parse_args()
+
+    base = load_package(MODEL)
+    variants: dict[str, Callable[[], nn.Module]] = {
+        "plain": lambda: base.model,
+        "torch.compile": lambda: compiled(base),
+        "int8 Linear+GRU": lambda: quantized(base, {nn.Linear, nn.GRU}),
+        "int8 GRU only": lambda: quantized(base, {nn.GRU}),
+    }
+    data = load_split("test", base.config, progress=False)
+    rows = []
+    for name, build in variants.items():
+        started = time.perf_counter()
+        package = copy.copy(base)
+        package.model = build()  # type: ignore[assignment]
+        predictor = Predictor(package)
+        row: dict[str, object] = {"variant": name}
+        for batch in args.batch:
+            images = data.images[data.image_rows[:batch]]
+            questions = data.questions[:batch]
+            predictor.probabilities(images, questions)  # compiles here for torch.compile
+            row[f"per_s_batch_{batch}"] = rate(predictor, images, questions, args.seconds)
+        row["prepare_s"] = time.perf_counter() - started
+        row["accuracy"] = accuracy(predictor, args.limit)
+        rows.append(row)
+        print(f"{name}: {row}", file=sys.stderr)
+
+    plain = rows[0]
+    print(
+        f"{'variant':<16} "
+        + " ".join(f"{'batch ' + str(b) + '/s':>12} {'vs plain':>8}" for b in args.batch)
+        + f" {'accuracy':>9} {'prepare s':>9}"
+    )
+    for row in rows:
+        cells = []
+        for b in args.batch:
+            key = f"per_s_batch_{b}"
+            cells.append(f"{row[key]:>12.0f} {row[key] / plain[key]:>7.2f}x")  # type: ignore[operator]
+            row[f"vs_plain_batch_{b}"] = row[key] / plain[key]  # type: ignore[operator]
+        print(
+            f"{row['variant']:<16} " + " ".join(cells) + f" {row['accuracy']:>9.4%} {row['prepare_s']:>9.1f}"
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2) + "\n")
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
