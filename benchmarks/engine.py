@@ -93,6 +93,27 @@ def fresh_thread(fn: Callable[[], T]) -> T:
     return result[0]
 
 
+def serial_rate(
+    predictor: Predictor, jobs: list[tuple[bytes, str]], batch: int, seconds: float, *, threads: int
+) -> float:
+    """Questions per second of the same work without the engine: decode ``batch`` images, then
+    one forward pass, in one thread (nothing overlapped)."""
+
+    def measure() -> float:
+        torch.set_num_threads(threads)
+        images = [image for image, _ in jobs[:batch]]
+        questions = [q for _, q in jobs[:batch]]
+        done = 0
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            pixels = torch.stack([predictor.preprocess(image) for image in images])
+            predictor.predict_batch(pixels, questions)
+            done += batch
+        return done / (time.perf_counter() - started)
+
+    return fresh_thread(measure)
+
+
 def raw_rate(
     predictor: Predictor, jobs: list[tuple[bytes, str]], batch: int, seconds: float, *, threads: int
 ) -> float:
