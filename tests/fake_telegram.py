@@ -12,10 +12,12 @@ update PTB cannot parse is re-polled in a hot loop), then wait for what the bot 
 :meth:`~FakeTelegram.wait_for_reply` / :meth:`~FakeTelegram.wait_for_calls` -- deadlines, never
 sleeps. Every call is recorded (:attr:`~FakeTelegram.calls`), every message the bot sent
 (:attr:`~FakeTelegram.sent`), every file download (:attr:`~FakeTelegram.downloads`), so tests can
-also assert what did NOT happen. Errors the real API gives are reproduced where a bot could get
-them wrong: unknown chat, reply to a missing message, empty or too long text, unparseable HTML /
-MarkdownV2 (approximate), a file over the 20 MB getFile limit, a wrong token (401), a second
-concurrent getUpdates (409); :meth:`~FakeTelegram.fail_next` injects more (429 with
+also assert what did NOT happen. :meth:`~FakeTelegram.hold_downloads` keeps file downloads waiting
+until :meth:`~FakeTelegram.release_downloads`, to hold a question in flight (e.g. across a
+SIGTERM). Errors the real API gives are reproduced where a bot could get them wrong: unknown chat,
+reply to a missing message, empty or too long text, unparseable HTML / MarkdownV2 (approximate),
+a file over the 20 MB getFile limit, a wrong token (401), a second concurrent getUpdates (409);
+:meth:`~FakeTelegram.fail_next` injects more (429 with
 ``retry_after``, 500...).
 
 Everything runs on the event loop that called :meth:`~FakeTelegram.start`; bookkeeping is O(1) per
@@ -305,6 +307,7 @@ class FakeTelegram:
         self.edits: list[SentMessage] = []
         self.chat_actions: list[ChatActionRecord] = []
         self.downloads: list[str] = []  # file_ids, one per successful download
+        self.held_downloads: list[str] = []  # file_ids whose download waited at the hold
         self.updates: list[JSON] = []  # every update injected, in order
         self.files: dict[str, FakeFile] = {}
         self.chats: dict[int, JSON] = {}
@@ -329,6 +332,8 @@ class FakeTelegram:
         self._chat_waiters: dict[int, list[_Waiter]] = {}
         self._call_waiters: dict[str, list[_Waiter]] = {}
         self._confirm_waiters: list[asyncio.Future[None]] = []
+        self._download_gate: asyncio.Event | None = None  # set: downloads flow; None: no hold
+        self._held_waiters: list[_Waiter] = []
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -354,6 +359,7 @@ class FakeTelegram:
         """Answer pending long polls at once (so clients stop fast), then close the server."""
         self._closing = True
         self._wake_pollers("stop")
+        self.release_downloads()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -669,6 +675,32 @@ class FakeTelegram:
         )
         self._failures.setdefault(method.lower(), deque()).extend([failure] * times)
 
+    def hold_downloads(self) -> None:
+        """Make file downloads wait (request received, no bytes sent) until :meth:`release_downloads`.
+
+        Each held download is listed in :attr:`held_downloads` as it arrives
+        (see :meth:`wait_for_held_downloads`); getFile itself still answers at once.
+        """
+        if self._download_gate is None or self._download_gate.is_set():
+            self._download_gate = asyncio.Event()
+
+    def release_downloads(self) -> None:
+        """Let held downloads (and later ones) go through."""
+        gate, self._download_gate = self._download_gate, None
+        if gate is not None:
+            gate.set()
+
+    async def wait_for_held_downloads(self, count: int = 1, timeout: float = 10) -> list[str]:
+        """The file_ids of held downloads once at least ``count`` have arrived at the hold."""
+        if len(self.held_downloads) < count:
+            try:
+                await self._wait(self._held_waiters, count, timeout)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"{len(self.held_downloads)} of {count} held downloads within {timeout} s"
+                ) from None
+        return list(self.held_downloads)
+
     def set_latency(self, method: str, seconds: float) -> None:
         """Delay every answer to ``method`` (e.g. a slow sendMessage for a benchmark)."""
         self.latency[method.lower()] = seconds
@@ -739,6 +771,7 @@ class FakeTelegram:
         self.edits.clear()
         self.chat_actions.clear()
         self.downloads.clear()
+        self.held_downloads.clear()
         self._calls_by_method.clear()
         self._sent_by_chat.clear()
         self._reply_cursor.clear()
@@ -820,6 +853,11 @@ class FakeTelegram:
         file_id = self._files_by_path.get(path)
         if file_id is None:
             return _ApiError(404, "Not Found: file not found").response()
+        gate = self._download_gate
+        if gate is not None:
+            self.held_downloads.append(file_id)
+            self._notify(self._held_waiters, len(self.held_downloads))
+            await gate.wait()
         self.downloads.append(file_id)
         return web.Response(body=self.files[file_id].data, content_type="application/octet-stream")
 
