@@ -201,7 +201,9 @@ class TelegramAdapter:
         log.error("telegram: error while handling an update", exc_info=context.error)
         if isinstance(update, Update) and update.effective_message is not None:
             with contextlib.suppress(TelegramError):
-                await update.effective_message.reply_text(replies.ERROR, do_quote=True)
+                await update.effective_message.reply_text(
+                    replies.ERROR, do_quote=True, allow_sending_without_reply=True
+                )
 
     # -- the pieces -------------------------------------------------------------------------
 
@@ -220,8 +222,9 @@ class TelegramAdapter:
         replied = message.reply_to_message
         if replied is not None and replied.from_user is not None and replied.from_user.id == bot.id:
             return True
+        units = (text or "").encode("utf-16-le")  # entity offsets count UTF-16 code units
         for entity in entities:
-            value = (text or "")[entity.offset : entity.offset + entity.length]
+            value = units[2 * entity.offset : 2 * (entity.offset + entity.length)].decode("utf-16-le")
             if entity.type == MessageEntity.MENTION and value[1:].lower() == (bot.username or "").lower():
                 return True
             if (
@@ -254,7 +257,7 @@ class TelegramAdapter:
             return ImageRef(
                 fetch=lambda: self._download(document.file_id),
                 size=document.file_size,
-                mime_type=document.mime_type or "application/octet-stream",
+                mime_type=document.mime_type,  # None: undeclared, the engine reads the content
                 file_name=document.file_name,
             )
         if message.sticker is not None and not (message.sticker.is_animated or message.sticker.is_video):
@@ -281,7 +284,10 @@ class TelegramAdapter:
 
     async def _send(self, message: Message | None, text: str) -> None:
         if message is not None:
-            await message.reply_text(replies.clip(text, 4096), do_quote=True)
+            # quote the question, but still answer if it was deleted meanwhile
+            await message.reply_text(
+                replies.clip(text, 4096), do_quote=True, allow_sending_without_reply=True
+            )
 
     @contextlib.asynccontextmanager
     async def _typing(self, message: Message) -> AsyncIterator[None]:

@@ -17,8 +17,7 @@ until :meth:`~FakeTelegram.release_downloads`, to hold a question in flight (e.g
 SIGTERM). Errors the real API gives are reproduced where a bot could get them wrong: unknown chat,
 reply to a missing message, empty or too long text, unparseable HTML / MarkdownV2 (approximate),
 a file over the 20 MB getFile limit, a wrong token (401), a second concurrent getUpdates (409);
-:meth:`~FakeTelegram.fail_next` injects more (429 with
-``retry_after``, 500...).
+:meth:`~FakeTelegram.fail_next` injects more (429 with ``retry_after``, 500...).
 
 Everything runs on the event loop that called :meth:`~FakeTelegram.start`; bookkeeping is O(1) per
 call (per-chat and per-method indexes), so 200 chats and thousands of updates are cheap.
@@ -573,13 +572,16 @@ class FakeTelegram:
         data: bytes,
         *,
         file_name: str,
-        mime_type: str,
+        mime_type: str | None,
         caption: str | None = None,
         file_size: int | None = None,
         chat_type: str | None = None,
         reply_to: JSON | int | None = None,
     ) -> JSON:
-        """A user's document (e.g. an image sent "as file"); ``file_size`` may exceed ``len(data)``."""
+        """A user's document (e.g. an image sent "as file"); ``file_size`` may exceed ``len(data)``.
+
+        ``mime_type=None`` leaves the type out, as Telegram does when the sender declared none.
+        """
         file_id = self.add_file(data, file_size=file_size, suffix="." + file_name.rsplit(".", 1)[-1])
         stored = self.files[file_id]
         message = self._new_message(chat_id, user_id, chat_type, reply_to)
@@ -587,12 +589,21 @@ class FakeTelegram:
             "file_id": file_id,
             "file_unique_id": stored.file_unique_id,
             "file_name": file_name,
-            "mime_type": mime_type,
             "file_size": stored.file_size,
         }
+        if mime_type is not None:
+            message["document"]["mime_type"] = mime_type
         self._add_caption(message, caption, None)
         self.inject_update({"message": message})
         return message
+
+    def delete_message(self, chat_id: int, message_id: int) -> None:
+        """A message deleted by its sender or a group admin (bots get no update for that).
+
+        Replying to it then fails with "message to be replied not found", as on the real API.
+        """
+        if self._messages.get(chat_id, {}).pop(message_id, None) is None:
+            raise ValueError(f"no message {message_id} in chat {chat_id} to delete")
 
     def injected_at(self, chat_id: int, message_id: int) -> float:
         """``time.monotonic()`` when a user message was injected (for latency measurements)."""

@@ -550,3 +550,46 @@ async def test_main_with_a_rejected_token_exits_non_zero_naming_telegram(tmp_pat
     assert "error: no chat platform could start" in err
     assert wrong not in err and wrong not in out.decode(errors="replace")
     assert wrong.split(":", 1)[1] not in err
+
+
+# -- found while writing these tests -----------------------------------------------------------
+
+
+async def test_a_mention_after_an_emoji_still_addresses_the_bot(bot: Bot) -> None:
+    # entity offsets count UTF-16 code units: an emoji before the mention shifts them by one
+    message = bot.fake.send_photo(
+        GROUP, USER, example("blue_circle"), caption="🔵 @vqa_test_bot " + COLOR_Q, chat_type="group"
+    )
+    reply = await bot.reply(GROUP)
+    [entry] = await bot.finish()
+    assert reply.reply_to_message_id == message["message_id"]
+    assert reply.text == answer_text(entry) and entry["answer"] == "blue"
+    assert entry["question"] == "🔵 " + COLOR_Q
+
+
+async def test_a_file_without_a_declared_type_is_read_by_its_content(bot: Bot) -> None:
+    fake = bot.fake
+    fake.send_document(USER, USER, example("red_triangle"), file_name="img", mime_type=None, caption=COLOR_Q)
+    image = await bot.reply(USER)
+    fake.send_document(USER, USER, PDF, file_name="scan", mime_type=None, caption=COLOR_Q)
+    pdf = await bot.reply(USER)
+    entries = await bot.finish()
+    assert image.text is not None and image.text.startswith("red — ")
+    assert pdf.text is not None and pdf.text.startswith("That file is a PDF, not an image I can read")
+    assert [e["outcome"] for e in entries] == ["answered", "rejected:not_image"]
+
+
+async def test_the_answer_still_arrives_when_the_question_was_deleted(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = bot.fake
+    fake.hold_downloads()
+    message = fake.send_photo(USER, USER, example("blue_circle"), caption=COLOR_Q)
+    await fake.wait_for_held_downloads(1)
+    fake.delete_message(USER, message["message_id"])  # e.g. a group's anti-spam bot, or the user
+    fake.release_downloads()
+    reply = await bot.reply(USER)
+    [entry] = await bot.finish()
+    assert reply.text == answer_text(entry) and entry["answer"] == "blue"
+    assert "reply_to_message" not in reply.message  # sent without the quote
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
