@@ -125,7 +125,6 @@ async def serve(settings: Settings) -> int:
             request_timeout_s=settings.request_timeout_s,
             cache_size=settings.cache_size,
             preprocess_threads=settings.preprocess_threads,
-            torch_compile=settings.torch_compile,
             torch_threads=settings.torch_threads,
         ),
         limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),

@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--limit", type=int, default=0, help="test questions for accuracy (0: all)")
+    parser.add_argument("--variants", nargs="+", help="a subset, by name (default: all)")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions of the speed runs")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "speedups.json")
     args = parser.parse_args()
 
@@ -84,22 +86,31 @@ def main() -> None:
         "int8 Linear+GRU": lambda: quantized(base, {nn.Linear, nn.GRU}),
         "int8 GRU only": lambda: quantized(base, {nn.GRU}),
     }
+    if args.variants:
+        variants = {name: variants[name] for name in ["plain", *args.variants] if name in variants}
     data = load_split("test", base.config, progress=False)
-    rows = []
+    predictors: dict[str, Predictor] = {}
+    rows: list[dict[str, object]] = []
     for name, build in variants.items():
         started = time.perf_counter()
         package = copy.copy(base)
         package.model = build()  # type: ignore[assignment]
-        predictor = Predictor(package)
-        row: dict[str, object] = {"variant": name}
+        predictors[name] = Predictor(package)
+        for batch in args.batch:  # compiles here for torch.compile
+            predictors[name].probabilities(data.images[data.image_rows[:batch]], data.questions[:batch])
+        rows.append({"variant": name, "prepare_s": time.perf_counter() - started})
+    samples: dict[tuple[str, int], list[float]] = {}
+    for _ in range(args.rounds):  # interleaved, so the machine's noise hits every variant alike
+        for name, predictor in predictors.items():
+            for batch in args.batch:
+                images = data.images[data.image_rows[:batch]]
+                per_s = rate(predictor, images, data.questions[:batch], args.seconds)
+                samples.setdefault((name, batch), []).append(per_s)
+    for row in rows:
+        name = str(row["variant"])
         for batch in args.batch:
-            images = data.images[data.image_rows[:batch]]
-            questions = data.questions[:batch]
-            predictor.probabilities(images, questions)  # compiles here for torch.compile
-            row[f"per_s_batch_{batch}"] = rate(predictor, images, questions, args.seconds)
-        row["prepare_s"] = time.perf_counter() - started
-        row["accuracy"] = accuracy(predictor, args.limit)
-        rows.append(row)
+            row[f"per_s_batch_{batch}"] = statistics.median(samples[(name, batch)])
+        row["accuracy"] = accuracy(predictors[name], args.limit)
         print(f"{name}: {row}", file=sys.stderr)
 
     plain = rows[0]

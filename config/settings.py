@@ -50,7 +50,6 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=30.0, gt=0)
     cache_size: int = Field(default=1024, ge=0)
     preprocess_threads: int = Field(default=1, ge=1, le=64)
-    torch_compile: bool = False
     torch_threads: int = Field(default=0, ge=0, description="intra-op threads; 0: torch's default")
     # chat platforms
     discord_token: SecretStr | None = None

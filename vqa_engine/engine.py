@@ -67,7 +67,6 @@ class EngineOptions:
     cache_size: int = 1024  # predictions remembered (0 turns the cache off)
     preprocess_threads: int = 1  # threads decoding images (one measured best on 2 cores)
     top_k: int = 3  # candidates in a prediction unless the caller asks otherwise
-    torch_compile: bool = False  # torch.compile the model at start-up
     torch_threads: int = 0  # intra-op threads of the forward pass (process-wide); 0: torch's default
 
     def __post_init__(self) -> None:
@@ -256,8 +255,6 @@ class VQAEngine:
         if self.options.torch_threads:  # read by the inference thread, started after this
             torch.set_num_threads(self.options.torch_threads)
         package = self._loader()
-        if self.options.torch_compile:
-            package.model = torch.compile(package.model)  # type: ignore[assignment]
         predictor = Predictor(package, limits=self._limits)
         size = package.config.image_size
         predictor.predict_batch(torch.zeros(1, 3, size, size, dtype=torch.uint8), ["warm up"])
