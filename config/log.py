@@ -6,6 +6,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Iterable
+from urllib.parse import quote
 
 REDACTED = "[REDACTED]"
 #: chatty at INFO (one line per HTTP request, with the bot token in the URL)
@@ -21,7 +22,10 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        values = {s for s in secrets if s and len(s) >= 4}
+        # URLs carry them percent-encoded too (a Telegram token's ":" becomes "%3A")
+        values |= {quote(s, safe="") for s in values} | {quote(s) for s in values}
+        self.secrets = sorted(values, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
