@@ -45,7 +45,7 @@ COMMANDS = [
 
 @dataclass
 class _Album:
-    messages: list[Message] = field(default_factory=list)
+    updates: list[Update] = field(default_factory=list)
     flush: asyncio.TimerHandle | None = None
 
 
@@ -162,7 +162,7 @@ class TelegramAdapter:
         # remember before any await: a follow-up right behind this update must find it
         self.core.memory.remember(PLATFORM, str(message.chat_id), str(message.from_user.id), image)
         if message.media_group_id:
-            self._add_to_album(message)
+            self._add_to_album(update, message)
             return
         question = self._question(message, message.caption, message.caption_entities)
         if question is None:
@@ -309,10 +309,10 @@ class TelegramAdapter:
 
     # -- albums -----------------------------------------------------------------------------
 
-    def _add_to_album(self, message: Message) -> None:
+    def _add_to_album(self, update: Update, message: Message) -> None:
         key = f"{message.chat_id}:{message.media_group_id}"
         album = self._albums.setdefault(key, _Album())
-        album.messages.append(message)
+        album.updates.append(update)
         if album.flush is not None:
             album.flush.cancel()
         loop = asyncio.get_running_loop()
@@ -324,7 +324,11 @@ class TelegramAdapter:
             self._spawn_album(album)
 
     def _spawn_album(self, album: _Album) -> None:
-        task = asyncio.create_task(self._answer_album(album.messages))
+        messages = [u.effective_message for u in album.updates if u.effective_message is not None]
+        captioned = [u for u in album.updates if u.effective_message and u.effective_message.caption]
+        # run by the Application like a handler: what it raises reaches on_error, which apologises
+        # in reply to this update (the captioned photo, which the album's answer quotes too)
+        task = self.app.create_task(self._answer_album(messages), update=(captioned or album.updates)[0])
         self._album_tasks.add(task)
         task.add_done_callback(self._album_tasks.discard)
 

@@ -593,3 +593,32 @@ async def test_the_answer_still_arrives_when_the_question_was_deleted(
     assert reply.text == answer_text(entry) and entry["answer"] == "blue"
     assert "reply_to_message" not in reply.message  # sent without the quote
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_an_album_whose_answer_cannot_be_sent_reaches_the_error_handler(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = bot.fake
+    fake.fail_next("sendMessage", error_code=500)
+    album = fake.send_media_group(
+        USER, USER, [example("blue_circle"), example("red_triangle")], caption=COLOR_Q
+    )
+    reply = await bot.reply(USER)
+    entries = await bot.finish()
+    assert (reply.text, reply.reply_to_message_id) == (replies.ERROR, album[0]["message_id"])
+    [failed] = [c for c in fake.calls_of("sendMessage") if c.status == 500]
+    assert failed.params["text"].startswith("1. blue — ")
+    [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert record.name == "bots.telegram_bot" and record.exc_info is not None
+    assert [e["outcome"] for e in entries] == ["answered", "answered"]
+
+
+async def test_an_album_still_waiting_for_its_last_photo_is_answered_on_stop(bot: Bot) -> None:
+    fake = bot.fake
+    fake.send_media_group(USER, USER, [example("yellow_circle"), example("green_rectangle")], caption=COLOR_Q)
+    await fake.wait_until_confirmed()  # received: the album waits ALBUM_WAIT_S for more photos
+    entries = await bot.finish()  # stop does not wait that long: it answers the album now
+    [reply] = fake.replies(USER)
+    assert reply.text is not None
+    assert reply.text.startswith("1. yellow — ") and "\n2. green — " in reply.text
+    assert [e["outcome"] for e in entries] == ["answered", "answered"]
