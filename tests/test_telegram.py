@@ -30,7 +30,7 @@ from bots.memory import ImageMemory
 from bots.prediction_log import PredictionLog
 from bots.ratelimit import UserLimiter
 from bots.telegram_bot import TelegramAdapter
-from config.log import REDACTED, RedactSecrets
+from config.log import QUIET_LOGGERS, REDACTED, RedactSecrets
 from tests.conftest import BUNDLED_MODEL, ROOT
 from tests.fake_telegram import FakeTelegram, SentMessage
 from vqa_engine import Candidate, Prediction, VQAEngine
@@ -423,6 +423,8 @@ async def test_an_unexpected_error_reaches_the_error_handler(
 
 async def test_no_token_in_any_log_record(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
+    for name in QUIET_LOGGERS:  # an earlier setup_logging() in this process may have quietened them
+        caplog.set_level(logging.DEBUG, logger=name)
     redact = RedactSecrets([TOKEN])
     caplog.handler.addFilter(redact)  # what config.log.setup_logging installs on the app's handler
     try:
