@@ -28,6 +28,7 @@ from telegram.ext import (
 from bots import replies
 from bots.core import ChatCore, extract_question
 from bots.requests import ChatRequest, ImageRef, Platform, Reply
+from bots.telegram_http import AiohttpRequest
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +72,18 @@ class TelegramAdapter:
         min_image_side: int = 64,
         poll_timeout: int = 30,
         concurrent_updates: int = 64,
+        connection_pool_size: int = 32,
     ) -> None:
         self.core = core
         self.min_image_side = min_image_side
         self.poll_timeout = poll_timeout
-        # Updates are handled concurrently, but bounded: past ~64 at once the HTTP client's
-        # connection pool, not the model, becomes the bottleneck (200 at once: 3x slower).
+        # Updates are handled concurrently (bounded), over aiohttp (see bots/telegram_http.py)
         builder = (
             ApplicationBuilder()
             .token(token)
             .concurrent_updates(concurrent_updates)
-            .connection_pool_size(concurrent_updates + 8)  # + getUpdates and chat actions
+            .request(AiohttpRequest(connection_pool_size=connection_pool_size))
+            .get_updates_request(AiohttpRequest(connection_pool_size=1))
         )
         if base_url:
             builder = builder.base_url(base_url)
