@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from PIL import Image
@@ -30,7 +31,7 @@ from bots.memory import ImageMemory
 from bots.prediction_log import PredictionLog
 from bots.ratelimit import UserLimiter
 from bots.telegram_bot import TelegramAdapter
-from config.log import QUIET_LOGGERS, REDACTED, RedactSecrets
+from config.log import QUIET_LOGGERS, RedactSecrets
 from tests.conftest import BUNDLED_MODEL, ROOT
 from tests.fake_telegram import FakeTelegram, SentMessage
 from vqa_engine import Candidate, Prediction, VQAEngine
@@ -429,24 +430,30 @@ async def test_no_token_in_any_log_record(tmp_path: Path, caplog: pytest.LogCapt
     caplog.handler.addFilter(redact)  # what config.log.setup_logging installs on the app's handler
     try:
         async with running_bot(tmp_path) as bot:
-            bot.fake.send_photo(USER, USER, example("blue_circle"), caption=COLOR_Q)
+            fake = bot.fake
+            fake.send_photo(USER, USER, example("blue_circle"), caption=COLOR_Q)
             answer = await bot.reply(USER)
-            bot.fake.fail_next("getFile", error_code=500)
-            bot.fake.send_photo(USER, USER, example("red_triangle"), caption=COLOR_Q)
+            fake.fail_next("getFile", error_code=500)
+            fake.send_photo(USER, USER, example("red_triangle"), caption=COLOR_Q)
             failed = await bot.reply(USER)
+            fake.fail_next("sendMessage", error_code=500)  # a traceback through the error handler
+            fake.send_text(USER, USER, "/help")
+            apology = await bot.reply(USER)
             entries = await bot.finish()
     finally:
         caplog.handler.removeFilter(redact)
     assert answer.text is not None and answer.text.startswith("blue — ")
     assert failed.text == DOWNLOAD_FAILED
+    assert apology.text == replies.ERROR
     assert [e["outcome"] for e in entries] == ["answered", "error"]
     # What the handler wrote, formatted when each record was emitted. (Not record.getMessage()
     # afterwards: PTB logs getFile's result dict lazily, then adds the token-bearing URL to it.)
     written = caplog.text
+    assert "Call to Bot API endpoint `getFile`" in written  # DEBUG records from PTB were captured
+    assert "Traceback (most recent call last)" in written
     assert TOKEN not in written
-    assert TOKEN.split(":", 1)[1] not in written  # not even the secret half
-    assert f"/bot{REDACTED}/getMe" in written  # httpx logged request URLs, which carry the token
-    assert f"/file/bot{REDACTED}/" in written  # and download URLs, where it is percent-encoded
+    assert TOKEN.split(":", 1)[1] not in written  # not even the secret half, percent-encoded or not
+    assert quote(TOKEN, safe="") not in written
 
 
 # -- python main.py ----------------------------------------------------------------------------
