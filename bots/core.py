@@ -202,7 +202,7 @@ class ChatCore:
                 "rejected:too_large",
             )
         mime = (image.mime_type or "").lower()
-        if mime and mime not in _IMAGE_MIMES:
+        if mime and mime not in _IMAGE_MIMES and mime != "application/octet-stream":  # that one: read it
             return Reply(
                 f"That file is {describe_mime(mime)}, not an image I can read; please send {SUPPORTED}.",
                 "rejected:not_image",

@@ -96,26 +96,34 @@ class TelegramAdapter:
 
     def _register(self) -> None:
         app = self.app
-        app.add_handler(CommandHandler(["start", "help"], self.on_help))
-        app.add_handler(CommandHandler("health", self.on_health))
-        app.add_handler(CommandHandler("stats", self.on_stats))
-        app.add_handler(CommandHandler("ask", self.on_text))
-        app.add_handler(MessageHandler(filters.PHOTO | filters.Document.ALL, self.on_image))
-        app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, self.on_text))
+        new = filters.UpdateType.MESSAGE  # an edited message is not a new question
+        app.add_handler(CommandHandler(["start", "help"], self.on_help, filters=new))
+        app.add_handler(CommandHandler("health", self.on_health, filters=new))
+        app.add_handler(CommandHandler("stats", self.on_stats, filters=new))
+        app.add_handler(CommandHandler("ask", self.on_text, filters=new))
+        app.add_handler(MessageHandler(new & (filters.PHOTO | filters.Document.ALL), self.on_image))
+        app.add_handler(MessageHandler(new & filters.TEXT & ~filters.COMMAND, self.on_text))
         app.add_error_handler(self.on_error)
 
     # -- lifetime ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Log in (``getMe``), publish the command list, start long polling."""
-        await self.app.initialize()
-        with contextlib.suppress(TelegramError):  # a cosmetic nicety: never fatal
-            await self.app.bot.set_my_commands(COMMANDS)
-        await self.app.start()
-        assert self.app.updater is not None
-        await self.app.updater.start_polling(
-            timeout=self.poll_timeout, poll_interval=0, drop_pending_updates=False
-        )
+        try:
+            await self.app.initialize()
+            with contextlib.suppress(TelegramError):  # a cosmetic nicety: never fatal
+                await self.app.bot.set_my_commands(COMMANDS)
+            await self.app.start()
+            assert self.app.updater is not None
+            await self.app.updater.start_polling(
+                timeout=self.poll_timeout, poll_interval=0, drop_pending_updates=False
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):  # close what was opened; the caller reports
+                if self.app.running:
+                    await self.app.stop()
+                await self.app.shutdown()
+            raise
         self.core.platforms.append(PLATFORM)
         log.info("telegram: polling as @%s", self.app.bot.username)
 
@@ -133,6 +141,8 @@ class TelegramAdapter:
         if self.app.running:
             await self.app.stop()  # waits for handlers still running
         await self.app.shutdown()
+        if PLATFORM in self.core.platforms:
+            self.core.platforms.remove(PLATFORM)
         log.info("telegram: stopped")
 
     # -- handlers ---------------------------------------------------------------------------
@@ -170,7 +180,9 @@ class TelegramAdapter:
         if image is None:
             return
         # remember before any await: a follow-up right behind this update must find it
-        self.core.memory.remember(PLATFORM, str(message.chat_id), str(message.from_user.id), image)
+        # (a file we would refuse anyway does not replace the user's last usable image)
+        if self.core.check_image(image) is None:
+            self.core.memory.remember(PLATFORM, str(message.chat_id), str(message.from_user.id), image)
         if message.media_group_id:
             self._add_to_album(update, message)
             return

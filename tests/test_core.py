@@ -305,3 +305,14 @@ async def test_health_and_stats_texts(engine: VQAEngine, tmp_path: Path) -> None
     assert "telegram: 2 (answered 1, rejected:not_image 1)" in stats
     assert "answered 1" in stats and "rejected 1" in stats
     assert "batches 1, mean size 1.0, largest 1" in stats
+
+
+async def test_a_file_declared_as_octet_stream_is_read_by_its_content(
+    engine: VQAEngine, tmp_path: Path
+) -> None:
+    core = make_core(engine, tmp_path)
+    image = example("green_rectangle")
+    answered = await core.ask(request(image, size=len(image), mime="application/octet-stream"))
+    refused = await core.ask(request(PDF, size=len(PDF), mime="application/octet-stream"))
+    assert answered.text.startswith("green — ")
+    assert refused.text.startswith("That file is a PDF, not an image I can read")

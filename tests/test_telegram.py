@@ -620,3 +620,32 @@ async def test_an_album_still_waiting_for_its_last_photo_is_answered_on_stop(bot
     assert reply.text is not None
     assert reply.text.startswith("1. yellow — ") and "\n2. green — " in reply.text
     assert [e["outcome"] for e in entries] == ["answered", "answered"]
+
+
+async def test_an_edited_message_is_not_a_new_question(bot: Bot) -> None:
+    fake = bot.fake
+    photo = fake.send_photo(USER, USER, example("blue_circle"), caption=COLOR_Q)
+    first = await bot.reply(USER)
+    edited = {**photo, "caption": SHAPE_Q, "edit_date": photo["date"] + 5}
+    edited.pop("caption_entities", None)
+    fake.inject_update({"edited_message": edited})
+    await fake.wait_until_confirmed()
+    fake.send_text(USER, USER, "is there a circle?")  # something after it, to be sure it was seen
+    after = await bot.reply(USER)
+    entries = await bot.finish()
+    assert first.text is not None and first.text.startswith("blue — ")
+    assert after.text is not None and after.text.startswith("yes — ")
+    assert [e["question"] for e in entries] == [COLOR_Q, "is there a circle?"]  # the edit: no answer
+
+
+async def test_a_refused_file_does_not_replace_the_last_photo(bot: Bot) -> None:
+    fake = bot.fake
+    fake.send_photo(USER, USER, example("yellow_circle"))
+    assert (await bot.reply(USER)).text == replies.ASK_WHAT
+    fake.send_document(USER, USER, PDF, file_name="scan.pdf", mime_type="application/pdf")
+    refused = await bot.reply(USER)
+    fake.send_text(USER, USER, COLOR_Q)
+    follow_up = await bot.reply(USER)
+    await bot.finish()
+    assert refused.text is not None and refused.text.startswith("That file is a PDF")
+    assert follow_up.text is not None and follow_up.text.startswith("yellow — ")  # about the photo
