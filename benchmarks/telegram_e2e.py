@@ -100,6 +100,7 @@ async def simulate_users(users: int, questions: int) -> None:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     async with FakeTelegram() as fake:
+        fake.validate_updates = False  # the same well-formed photo update each time; saves CPU
         print(
             json.dumps({"token": fake.token, "base_url": fake.base_url, "base_file_url": fake.base_file_url})
         )
@@ -117,7 +118,7 @@ async def simulate_users(users: int, questions: int) -> None:
                 [reply] = await fake.wait_for_reply(chat, timeout=120)
                 latency[digest(image)] = reply.at - fake.injected_at(chat, message["message_id"])
 
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         await asyncio.gather(*(user(u) for u in range(users)))
         elapsed = time.perf_counter() - started
         print(json.dumps({"done": True}))
@@ -125,7 +126,8 @@ async def simulate_users(users: int, questions: int) -> None:
         await reader.readline()  # "stopped": every reply the bot will ever send is in
         replies = Counter((s.chat_id, s.reply_to_message_id) for s in fake.sent)
         counts = Counter(replies.get((chat, mid), 0) for chat, mid, _ in sent)
-        print(json.dumps({"elapsed": elapsed, "latency": latency, "reply_counts": counts}))
+        cpu_s = time.process_time() - cpu_started
+        print(json.dumps({"elapsed": elapsed, "latency": latency, "reply_counts": counts, "cpu_s": cpu_s}))
         sys.stdout.flush()
 
 
@@ -163,9 +165,11 @@ async def through_telegram(
         connection_pool_size=pool,
     )
     await adapter.start()
+    loop_cpu, process_cpu = time.thread_time(), time.process_time()
     child.stdin.write(b"go\n")
     await child.stdin.drain()
     await child.stdout.readline()  # {"done": true}: every user has had every answer
+    loop_cpu, process_cpu = time.thread_time() - loop_cpu, time.process_time() - process_cpu
     await adapter.stop()
     child.stdin.write(b"stopped\n")
     await child.stdin.drain()
@@ -191,6 +195,13 @@ async def through_telegram(
         "lost": counts.get(0, 0),
         "duplicated": sum(v for k, v in counts.items() if k > 1),
         "log_outcomes": dict(outcomes),
+        # CPU seconds per question: the bot's event loop (PTB, aiohttp, our handlers), the rest
+        # of the bot's process (decode and inference threads), the fake Bot API and its users
+        "cpu_ms_per_question": {
+            "bot_event_loop": loop_cpu / len(e2e) * 1000,
+            "bot_engine_threads": (process_cpu - loop_cpu) / len(e2e) * 1000,
+            "fake_bot_api_and_users": result["cpu_s"] / len(e2e) * 1000,
+        },
     }
 
 
@@ -227,6 +238,9 @@ async def run(users: int, questions: int, concurrency: int, rounds: int, pool: i
                 log_dir.mkdir()
                 telegram = await through_telegram(engine, users, questions, concurrency, pool, log_dir)
                 results.append((alone, telegram))
+            # one user at a time: the bot's own overhead, with no queue anywhere
+            (Path(tmp) / "unloaded").mkdir()
+            unloaded = await through_telegram(engine, 1, 50, concurrency, pool, Path(tmp) / "unloaded")
     ratios = [float(t["answered_per_s"]) / float(a["answered_per_s"]) for a, t in results]  # type: ignore[arg-type]
     best = results[ratios.index(statistics.median(ratios))] if len(ratios) % 2 else results[0]
     return {
@@ -237,6 +251,7 @@ async def run(users: int, questions: int, concurrency: int, rounds: int, pool: i
         "rounds": [{"engine_alone": a, "telegram": t} for a, t in results],
         "telegram_vs_engine": statistics.median(ratios),
         "median_round": {"engine_alone": best[0], "telegram": best[1]},
+        "one_user": unloaded,
     }
 
 
@@ -258,6 +273,14 @@ def report(result: dict) -> None:  # type: ignore[type-arg]
             f"{t['answered_per_s'] / a['answered_per_s']:>8.0%} | {t['lost']:>4} {t['duplicated']:>4}"
         )
     print(f"telegram / engine alone (median of rounds): {result['telegram_vs_engine']:.0%}")
+    one = result["one_user"]
+    print(
+        f"one user, 50 questions in turn: {one['answered_per_s']:.0f}/s, latency p50 "
+        f"{one['latency_p50_ms']:.1f} ms, bot overhead p50 {one['overhead_p50_ms']:.1f} ms, "
+        f"p95 {one['overhead_p95_ms']:.1f} ms, lost {one['lost']}"
+    )
+    cpu = result["median_round"]["telegram"]["cpu_ms_per_question"]
+    print("CPU ms per question: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in cpu.items()))
 
 
 def main() -> None:
