@@ -18,6 +18,10 @@ HELP = (
     "I read PNG, JPEG, WebP, GIF and BMP images up to {max_mb} MB."
 )
 ASK_WHAT = "Got the picture. What would you like to know about it? (e.g. “what shape is it?”)"
+ASK_WHAT_GROUP = (
+    "Got the picture. Reply to this message with your question (e.g. “what shape is it?”), "
+    "or mention me in your question."
+)
 NO_IMAGE = (
     "Send me a photo first (with your question as its caption), or reply to a photo with your question."
 )

@@ -194,7 +194,7 @@ class TelegramAdapter:
             if refusal is not None:
                 await self._send(message, self.core.refuse(self._request(message, "", image), refusal).text)
             else:
-                await self._send(message, replies.ASK_WHAT)
+                await self._send(message, self._ask_what(message))
             return
         await self._answer(message, question, image)
 
@@ -289,6 +289,11 @@ class TelegramAdapter:
             )
         return None
 
+    @staticmethod
+    def _ask_what(message: Message) -> str:
+        """In a group, a plain follow-up is not addressed to the bot: say how to ask."""
+        return replies.ASK_WHAT if message.chat.type == ChatType.PRIVATE else replies.ASK_WHAT_GROUP
+
     async def _download(self, file_id: str) -> bytes:
         file = await self.app.bot.get_file(file_id)
         return bytes(await file.download_as_bytearray())
@@ -318,7 +323,9 @@ class TelegramAdapter:
         async def keep_typing() -> None:
             while True:
                 with contextlib.suppress(TelegramError):
-                    await message.get_bot().send_chat_action(message.chat_id, ChatAction.TYPING)
+                    await message.get_bot().send_chat_action(
+                        message.chat_id, ChatAction.TYPING, message_thread_id=message.message_thread_id
+                    )
                 await asyncio.sleep(TYPING_EVERY_S)
 
         task = asyncio.create_task(keep_typing())
@@ -362,7 +369,7 @@ class TelegramAdapter:
         if question is None:
             return
         if not question:
-            await self._send(captioned, replies.ASK_WHAT)
+            await self._send(captioned, self._ask_what(captioned))
             return
         lines = []
         try:

@@ -649,3 +649,14 @@ async def test_a_refused_file_does_not_replace_the_last_photo(bot: Bot) -> None:
     await bot.finish()
     assert refused.text is not None and refused.text.startswith("That file is a PDF")
     assert follow_up.text is not None and follow_up.text.startswith("yellow — ")  # about the photo
+
+
+async def test_in_a_group_a_photo_with_only_ask_says_how_to_follow_up(bot: Bot) -> None:
+    fake = bot.fake
+    fake.send_photo(GROUP, USER, example("green_rectangle"), caption="/ask", chat_type="group")
+    prompt = await bot.reply(GROUP)
+    fake.send_text(GROUP, USER, SHAPE_Q, reply_to=prompt.message_id)  # as the prompt says
+    answer = await bot.reply(GROUP)
+    await bot.finish()
+    assert prompt.text == replies.ASK_WHAT_GROUP
+    assert answer.text is not None and answer.text.startswith("rectangle — ")
