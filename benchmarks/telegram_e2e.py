@@ -248,6 +248,7 @@ async def run(users: int, questions: int, concurrency: int, rounds: int, pool: i
         "questions": questions,
         "concurrent_updates": concurrency,
         "connection_pool_size": pool,
+        "event_loop": type(asyncio.get_running_loop()).__module__,
         "rounds": [{"engine_alone": a, "telegram": t} for a, t in results],
         "telegram_vs_engine": statistics.median(ratios),
         "median_round": {"engine_alone": best[0], "telegram": best[1]},
@@ -291,11 +292,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pool", type=int, default=32, help="HTTP connections to the Bot API")
     parser.add_argument("--simulate-users", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--uvloop",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the bot on uvloop, as main.py runs",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "telegram_e2e.json")
     args = parser.parse_args()
     if args.simulate_users:
         asyncio.run(simulate_users(args.users, args.questions))
         return
+    if args.uvloop:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     result = asyncio.run(run(args.users, args.questions, args.concurrent_updates, args.rounds, args.pool))
     report(result)
     args.output.parent.mkdir(parents=True, exist_ok=True)
