@@ -240,7 +240,7 @@ class _Interaction:
     id: int
     token: str
     payload: JSON
-    created: float
+    created: float | None  # when INTERACTION_CREATE was written to the client (None: not yet)
     responded: InteractionResponse | None = None
     original: JSON | None = None  # the original response message
     expired: bool = False  # past the 3 s for a first response
@@ -252,12 +252,20 @@ class _Session:
     id: str
     intents: int
     shard: list[int] | None
-    events: list[tuple[int, str]] = field(default_factory=list)  # (seq, frame) ever dispatched
+    # (seq, frame, called once written) for every event ever dispatched, for RESUME replays
+    events: list[tuple[int, str, Callable[[], None] | None]] = field(default_factory=list)
     connection: _Connection | None = None
 
     @property
     def seq(self) -> int:
         return self.events[-1][0] if self.events else 0
+
+    def replay(self, after_seq: int) -> Iterable[str | Callable[[], None]]:
+        for seq, frame, on_written in self.events:
+            if seq > after_seq:
+                yield frame
+                if on_written is not None:
+                    yield on_written
 
 
 @dataclass(eq=False)
@@ -397,7 +405,8 @@ class FakeDiscord:
         self.interactions: dict[int, _Interaction] = {}
         self._dm_by_user: dict[int, int] = {}
         self._guild_members: dict[int, dict[int, JSON]] = {}
-        self._pending: list[tuple[str, JSON]] = []  # events before the first IDENTIFY
+        # events before the first IDENTIFY: (event, data, called once written)
+        self._pending: list[tuple[str, JSON, Callable[[], None] | None]] = []
         self._sessions: dict[str, _Session] = {}
         self._session: _Session | None = None  # the latest session
         self._connections: set[_Connection] = set()
@@ -459,6 +468,11 @@ class FakeDiscord:
     @property
     def root(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def connected(self) -> bool:
+        """Whether a client holds a live, identified (or resumed) gateway connection."""
+        return any(conn.live and conn.session is not None for conn in self._connections)
 
     @property
     def api_base(self) -> str:
@@ -576,7 +590,6 @@ class FakeDiscord:
             "members": [],
             "member_count": 1,
             "large": False,
-            "unavailable": False,
             "joined_at": _now_iso(),
             "preferred_locale": "en-US",
             "verification_level": 0,
@@ -594,7 +607,7 @@ class FakeDiscord:
             )
             self.add_channel(guild_id, channel_id, channel_name, position=position, announce=False)
         if self._session is not None:  # before the first IDENTIFY, READY lists every guild
-            self._dispatch("GUILD_CREATE", self._guild_create(guild_id))
+            self._dispatch("GUILD_CREATE", self._guild_create(guild_id, joined=True))
         return self._guild_create(guild_id)
 
     def add_channel(
@@ -685,8 +698,12 @@ class FakeDiscord:
             member = members[user_id] = self._member(user_id)
         return member
 
-    def _guild_create(self, guild_id: int) -> JSON:
+    def _guild_create(self, guild_id: int, *, joined: bool = False) -> JSON:
+        """GUILD_CREATE: ``unavailable: false`` for a guild listed in READY, no such key for a guild
+        the bot just joined (discord.py then fires ``on_guild_available`` / ``on_guild_join``)."""
         guild = dict(self.guilds[guild_id])
+        if not joined:
+            guild["unavailable"] = False
         channels = [
             {k: v for k, v in c.items() if k != "guild_id"}
             for c in self.channels.values()
@@ -828,8 +845,7 @@ class FakeDiscord:
         for attachment in message["attachments"]:
             if int(attachment["id"]) not in self.attachments:
                 raise ValueError(f"attachment {attachment['id']} was not made by fake.attachment()")
-        self.messages[int(message["id"])] = message
-        self._dispatch("MESSAGE_CREATE", message)
+        self._store(message)
         return message
 
     def _new_message(self, channel_id: int, guild_id: int | None, author_id: int, content: str) -> JSON:
@@ -857,6 +873,37 @@ class FakeDiscord:
                 member = self._guild_member(guild_id, author_id)
                 message["member"] = {k: v for k, v in member.items() if k != "user"}
         return message
+
+    def _store(self, message: JSON, event: str = "MESSAGE_CREATE") -> None:
+        """Keep a message and tell the client, as Discord does for every non-ephemeral message
+        (the bot's own included: a bot that does not ignore itself answers itself)."""
+        self.messages[int(message["id"])] = message
+        if not int(message.get("flags") or 0) & FLAG_EPHEMERAL:
+            self._dispatch(event, message)
+
+    def _forget(self, message: JSON) -> None:
+        self.messages.pop(int(message["id"]), None)
+        if not int(message.get("flags") or 0) & FLAG_EPHEMERAL:
+            event = {"id": message["id"], "channel_id": message["channel_id"]}
+            if "guild_id" in message:
+                event["guild_id"] = message["guild_id"]
+            self._dispatch("MESSAGE_DELETE", event)
+
+    def edit_message(self, message_id: int, content: str) -> JSON:
+        """A user edits their message (MESSAGE_UPDATE: ``on_message_edit``, not ``on_message``)."""
+        message = self.messages.get(message_id)
+        if message is None or message["author"]["id"] == str(self.bot_id):
+            raise ValueError(f"no user message {message_id} to edit")
+        edited = {**message, "content": content, "edited_timestamp": _now_iso()}
+        self._store(edited, "MESSAGE_UPDATE")
+        return edited
+
+    def delete_message(self, message_id: int) -> None:
+        """A user (or a moderator) deletes a message (MESSAGE_DELETE); replying to it then fails."""
+        message = self.messages.get(message_id)
+        if message is None:
+            raise ValueError(f"no message {message_id} to delete")
+        self._forget(message)
 
     def _mention(self, user_id: int, guild_id: int | None) -> JSON:
         mention = dict(self.user(user_id))
@@ -949,8 +996,12 @@ class FakeDiscord:
             payload["user"] = self.user(user_id)
             payload["context"] = 1
             payload["authorizing_integration_owners"] = {"0": "0"}
-        self.interactions[interaction_id] = _Interaction(interaction_id, token, payload, time.monotonic())
-        self._dispatch("INTERACTION_CREATE", payload)
+        state = self.interactions[interaction_id] = _Interaction(interaction_id, token, payload, None)
+
+        def delivered() -> None:  # Discord's 3 s start when the client gets the event
+            state.created = state.created or time.monotonic()
+
+        self._dispatch("INTERACTION_CREATE", payload, delivered)
         return payload
 
     def expire_interaction(self, interaction_id: int | str, *, token: bool = False) -> None:
@@ -1008,10 +1059,10 @@ class FakeDiscord:
 
     # -- dispatching -------------------------------------------------------------------------------
 
-    def _dispatch(self, event: str, data: JSON) -> None:
+    def _dispatch(self, event: str, data: JSON, on_written: Callable[[], None] | None = None) -> None:
         """Queue a dispatch for the client: now if connected, on RESUME if disconnected, after
-        READY if it never identified."""
-        self._call_on_loop(self._dispatch_now, event, data)
+        READY if it never identified. ``on_written`` runs once the frame is on the socket."""
+        self._call_on_loop(self._dispatch_now, event, data, on_written)
 
     def _call_on_loop(self, func: Callable[..., None], *args: Any) -> None:
         loop = self._loop
@@ -1020,33 +1071,39 @@ class FakeDiscord:
         else:
             func(*args)
 
-    def _dispatch_now(self, event: str, data: JSON) -> None:
+    def _dispatch_now(self, event: str, data: JSON, on_written: Callable[[], None] | None = None) -> None:
         self.dispatched.append((event, data))
         session = self._session
         if session is None:
-            self._pending.append((event, data))
+            self._pending.append((event, data, on_written))
             return
-        self._append_event(session, event, data)
+        self._append_event(session, event, data, on_written)
 
-    def _append_event(self, session: _Session, event: str, data: JSON) -> None:
+    def _append_event(
+        self, session: _Session, event: str, data: JSON, on_written: Callable[[], None] | None = None
+    ) -> None:
         shaped = self._shape_for(session, event, data)
         if shaped is None:
             return  # the client's intents exclude this event
         seq = session.seq + 1
         frame = json.dumps({"op": OP_DISPATCH, "d": shaped, "s": seq, "t": event})
-        session.events.append((seq, frame))
+        session.events.append((seq, frame, on_written))
         conn = session.connection
         if conn is not None and conn.live:
             conn.outbox.put_nowait(frame)
+            if on_written is not None:
+                conn.outbox.put_nowait(on_written)
 
     def _shape_for(self, session: _Session, event: str, data: JSON) -> JSON | None:
         """The event as a client with ``session.intents`` receives it, or None if it gets none."""
-        if event != "MESSAGE_CREATE":
+        if event not in ("MESSAGE_CREATE", "MESSAGE_UPDATE", "MESSAGE_DELETE"):
             return data
         intents = session.intents
         is_dm = "guild_id" not in data
         if not intents & (INTENT_DIRECT_MESSAGES if is_dm else INTENT_GUILD_MESSAGES):
             return None
+        if event == "MESSAGE_DELETE":
+            return data
         return self._redact(data, content_intent=bool(intents & INTENT_MESSAGE_CONTENT))
 
     def _redact(self, message: JSON, *, content_intent: bool) -> JSON:
@@ -1200,10 +1257,10 @@ class FakeDiscord:
         for guild_id in self.guilds:
             self._append_event(session, "GUILD_CREATE", self._guild_create(guild_id))
         pending, self._pending = self._pending, []
-        for event, event_data in pending:
+        for event, event_data, on_written in pending:
             if event == "GUILD_CREATE":
                 continue  # every known guild was just sent
-            self._append_event(session, event, event_data)
+            self._append_event(session, event, event_data, on_written)
         conn.outbox.put_nowait(self._mark_ready)
 
     def _mark_ready(self) -> None:
@@ -1223,10 +1280,8 @@ class FakeDiscord:
         old = session.connection
         if old is not None and old is not conn:
             self._kill(old, 4000, record=False)
-        seq = int(data.get("seq") or 0)
-        for event_seq, frame in session.events:
-            if event_seq > seq:
-                conn.outbox.put_nowait(frame)
+        for item in session.replay(int(data.get("seq") or 0)):
+            conn.outbox.put_nowait(item)
         session.connection = conn
         conn.session = session
         self._append_event(session, "RESUMED", {})
@@ -1259,7 +1314,21 @@ class FakeDiscord:
         if changed is not None:
             changed.set()
 
-    async def _wait_until(self, check: Callable[[], Any], timeout: float, describe: Callable[[], str]) -> Any:
+    async def wait_until(
+        self, check: Callable[[], Any], timeout: float = 10, what: str | Callable[[], str] = "condition"
+    ) -> Any:
+        """``check()``'s first truthy result, re-checked on every change in the fake and every 10 ms
+        (for conditions on the bot's side); TimeoutError naming ``what`` after ``timeout`` seconds."""
+        return await self._wait_until(check, timeout, what if callable(what) else lambda: what, poll=0.01)
+
+    async def _wait_until(
+        self,
+        check: Callable[[], Any],
+        timeout: float,
+        describe: Callable[[], str],
+        *,
+        poll: float | None = None,
+    ) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -1273,7 +1342,7 @@ class FakeDiscord:
                 self._changed = asyncio.Event()
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                await asyncio.wait_for(self._changed.wait(), min(remaining, poll or remaining))
 
     async def wait_until_ready(self, timeout: float = 10, *, count: int = 1) -> None:
         """Until the client has IDENTIFYed ``count`` times in all and READY plus every GUILD_CREATE
@@ -1649,7 +1718,7 @@ class FakeDiscord:
             self._mention(int(uid), guild_id)
             for uid in dict.fromkeys(_USER_MENTION_RE.findall(message["content"]))
         ]
-        self.messages[int(message["id"])] = message
+        self._store(message)
         self.sent.append(
             SentMessage(
                 channel_id,
@@ -1695,12 +1764,12 @@ class FakeDiscord:
             if key in payload and payload[key] is not None:
                 edited[key] = payload[key]
         edited["edited_timestamp"] = _now_iso()
-        self.messages[int(message["id"])] = edited
+        self._store(edited, "MESSAGE_UPDATE")
         return edited
 
     def _delete_message(self, request: web.Request, body: Any, files: list[UploadedFile]) -> web.Response:
         channel_id, message = self._stored_message(request)
-        del self.messages[int(message["id"])]
+        self._forget(message)
         self.deleted.append((channel_id, int(message["id"])))
         return _no_content()
 
@@ -1731,8 +1800,10 @@ class FakeDiscord:
             raise _ApiError(404, "Unknown interaction", 10062)
         if state.responded is not None:
             raise _ApiError(400, "Interaction has already been acknowledged.", 40060)
-        late = self.interaction_deadline is not None and (
-            time.monotonic() - state.created > self.interaction_deadline
+        late = (
+            self.interaction_deadline is not None
+            and state.created is not None
+            and time.monotonic() - state.created > self.interaction_deadline
         )
         if state.expired or late:
             raise _ApiError(404, "Unknown interaction", 10062)
@@ -1756,7 +1827,7 @@ class FakeDiscord:
             if kind == 5:
                 original["flags"] = FLAG_LOADING | (flags & FLAG_EPHEMERAL)
             state.original = original
-            self.messages[int(original["id"])] = original
+            self._store(original)
             resource["message"] = original
         if not with_response:
             return _no_content()
@@ -1815,9 +1886,10 @@ class FakeDiscord:
             message = {**self._interaction_message(state, payload, files, channel_id), "id": original["id"]}
             message["flags"] = original["flags"] & FLAG_EPHEMERAL
             state.original = message
+            self._store(message, "MESSAGE_UPDATE")
         else:
             message = self._interaction_message(state, payload, files, channel_id)
-        self.messages[int(message["id"])] = message
+            self._store(message)
         self.followups.append(
             Followup(
                 state.id,
@@ -1857,9 +1929,8 @@ class FakeDiscord:
     ) -> web.Response:
         state, message = self._webhook_message(request)
         payload = self._message_from_body(body, files, "edit")
-        edited = self._apply_edit(message, payload)
-        edited["flags"] = int(edited.get("flags") or 0) & ~FLAG_LOADING
-        self.messages[int(edited["id"])] = edited
+        loaded = {**message, "flags": int(message.get("flags") or 0) & ~FLAG_LOADING}
+        edited = self._apply_edit(loaded, payload)
         if state.original is not None and state.original["id"] == edited["id"]:
             state.original = edited
         self.followups.append(
@@ -1880,7 +1951,7 @@ class FakeDiscord:
         self, request: web.Request, body: Any, files: list[UploadedFile]
     ) -> web.Response:
         state, message = self._webhook_message(request)
-        self.messages.pop(int(message["id"]), None)
+        self._forget(message)
         if state.original is message:
             state.original = None
         self.deleted.append((int(message["channel_id"]), int(message["id"])))

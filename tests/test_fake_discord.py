@@ -51,6 +51,8 @@ class EchoBot(commands.Bot):
         super().__init__(command_prefix="!", intents=intents, help_command=None, guild_ready_timeout=0.05)
         self.typing_replies = typing
         self.seen: list[discord.Message] = []
+        self.own: list[discord.Message] = []
+        self.edited: list[tuple[str, str]] = []
         self.ready = asyncio.Event()
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
@@ -59,8 +61,12 @@ class EchoBot(commands.Bot):
     async def on_ready(self) -> None:
         self.ready.set()
 
+    async def on_message_edit(self, before: discord.Message, after: discord.Message) -> None:
+        self.edited.append((before.content, after.content))
+
     async def on_message(self, message: discord.Message) -> None:
         if message.author == self.user:
+            self.own.append(message)  # Discord echoes the bot's own messages back to it
             return
         self.seen.append(message)
         mentioned = self.user in message.mentions
@@ -98,6 +104,8 @@ async def running(fake: FakeDiscord, bot: commands.Bot) -> AsyncIterator[command
             task.result()  # raises what start() raised
             raise AssertionError("bot.start() returned before READY")
         ready.result()
+        # closing before on_ready makes discord.py log "Task exception was never retrieved"
+        await asyncio.wait_for(bot.wait_until_ready(), 5)
         yield bot
     finally:
         ready.cancel()
@@ -166,7 +174,7 @@ async def test_close_is_fast_and_clean(fake: FakeDiscord) -> None:
         await asyncio.wait_for(bot.close(), 5)
         assert time.monotonic() - started < 1.0
     assert bot.is_closed()
-    await fake._wait_until(lambda: not fake._connections, 5, lambda: "gateway still open")
+    await fake.wait_until(lambda: not fake.connected, 5, "the gateway connection to close")
 
 
 # -- messages ---------------------------------------------------------------------------------------
@@ -275,6 +283,20 @@ async def test_reply_to_the_bot_pings_it(fake: FakeDiscord) -> None:
         [second] = await fake.wait_for_message(CHANNEL, timeout=5)
     assert [m["id"] for m in follow_up["mentions"]] == [str(fake.bot_id)]
     assert second.content == "echo: and the colour?" and second.reply_to == int(follow_up["id"])
+
+
+async def test_own_messages_come_back_and_edits_are_not_messages(fake: FakeDiscord) -> None:
+    bot = EchoBot(message_content=True)
+    async with running(fake, bot):
+        question = fake.send_message(CHANNEL, ALICE, "first")
+        [reply] = await fake.wait_for_message(CHANNEL, timeout=5)
+        await fake.wait_until(lambda: bot.own, 5, "the bot's own MESSAGE_CREATE")
+        fake.edit_message(int(question["id"]), "first, edited")
+        await fake.wait_until(lambda: bot.edited, 5, "on_message_edit")
+    assert [m.id for m in bot.own] == [reply.id]
+    assert bot.edited == [("first", "first, edited")]
+    assert [m.id for m in bot.seen] == [int(question["id"])]  # an edit is no new question
+    assert len(fake.sent) == 1
 
 
 async def test_typing_context_manager_hits_the_typing_route(fake: FakeDiscord) -> None:
@@ -440,7 +462,7 @@ async def test_late_interaction_response_is_unknown(fake: FakeDiscord) -> None:
         await fake.wait_for_held_downloads(1, timeout=5)
         fake.expire_interaction(payload["id"])
         fake.release_downloads()
-        await fake._wait_until(lambda: errors, 5, lambda: "no error")
+        await fake.wait_until(lambda: errors, 5, "the command's error")
     assert isinstance(errors[0], discord.NotFound) and errors[0].code == 10062
     assert fake.interaction_responses == []
 
@@ -466,19 +488,30 @@ async def test_dropped_connection_resumes_and_delivers_once(fake: FakeDiscord) -
     assert last.reply_to == int(after["id"])
     assert [m.content for m in bot.seen] == ["before", "during the drop", "after op 7"]  # exactly once
     assert len(fake.identifies) == 1 and len(fake.resumes) == 2
-    assert fake.resumes[0]["session_id"] == fake._session.id if fake._session else False
+    assert fake.resumes[0]["session_id"] == fake.resumes[1]["session_id"]
     assert fake.gateway_connections == ["/", "/resume", "/resume"] and fake.close_codes == [4000]
+
+
+async def pong(interaction: discord.Interaction) -> None:
+    """Answer pong."""
+    await interaction.response.send_message("pong")
 
 
 async def test_events_before_connecting_are_queued(fake: FakeDiscord) -> None:
     bot = EchoBot()
     dm = fake.dm_channel(BOB)
     early = fake.send_message(dm, BOB, "sent before the bot started")
+    bot.tree.add_command(app_commands.Command(name="ping", description="Pong", callback=pong))
+    ping = fake.interaction("ping", BOB, channel_id=dm)  # its 3 s start when it is delivered
     async with running(fake, bot):
         [reply] = await fake.wait_for_message(dm, timeout=5)
+        assert (await fake.wait_for_interaction_response(ping["id"], timeout=5)).content == "pong"
+        await asyncio.wait_for(bot.ready.wait(), 5)
+        joined = asyncio.ensure_future(bot.wait_for("guild_join", timeout=5))
         fake.add_guild(900, "Late guild", channels=[901])
-        await fake._wait_until(lambda: bot.get_channel(901), 5, lambda: "no GUILD_CREATE for the new guild")
+        guild = await joined
     assert reply.reply_to == int(early["id"])
+    assert guild.id == 900 and guild.get_channel(901) is not None
 
 
 async def test_invalid_session_makes_the_client_identify_again(fake: FakeDiscord) -> None:
