@@ -379,6 +379,7 @@ class FakeDiscord:
         # records
         self.requests: list[Request] = []
         self.unknown_routes: list[str] = []  # "METHOD /path" of every request no route matched
+        self.errors: list[str] = []  # requests the fake itself failed on (answered 400, not 500)
         self.sent: list[SentMessage] = []
         self.edits: list[Edit] = []
         self.deleted: list[tuple[int, int]] = []  # (channel_id, message_id)
@@ -423,6 +424,7 @@ class FakeDiscord:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._lock = threading.RLock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifetime ----------------------------------------------------------------------------------
 
@@ -935,6 +937,8 @@ class FakeDiscord:
         if guild_id is not None and guild_id != channel_guild:
             raise ValueError(f"channel {channel_id} is not in guild {guild_id}")
         guild_id = channel_guild
+        if guild_id is None and self.channels[channel_id]["recipients"][0]["id"] != str(user_id):
+            raise ValueError(f"DM channel {channel_id} belongs to another user than {user_id}")
         interaction_id = self.snowflake()
         token = f"aW50ZXJhY3Rpb24.{secrets.token_urlsafe(32)}"
         command = self._registered_command(command_name, guild_id)
@@ -1196,8 +1200,9 @@ class FakeDiscord:
                 async with asyncio.timeout(2):
                     await conn.ws.close(code=code, message=b"fake-discord")
 
-        loop = self._loop or asyncio.get_running_loop()
-        loop.create_task(close())
+        task = (self._loop or asyncio.get_running_loop()).create_task(close())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _on_gateway_message(self, conn: _Connection, payload: JSON) -> None:
         op, data = payload.get("op"), payload.get("d")
@@ -1488,6 +1493,7 @@ class FakeDiscord:
             self.followups,
             self.downloads,
             self.held_downloads,
+            self.errors,
         ):
             records.clear()
         self._message_cursor.clear()
@@ -1573,6 +1579,10 @@ class FakeDiscord:
                     response = await response
             except _ApiError as exc:
                 response = exc.response()
+            except Exception as exc:  # a bug or a body the fake did not expect: say so, fast
+                # (a 500 would make discord.py retry for ~16 s before it gives up)
+                self.errors.append(f"{route}: {exc!r}")
+                response = _ApiError(400, f"fake-discord failed on this request: {exc!r}", 50035).response()
             self.requests.append(
                 Request(
                     route,

@@ -546,17 +546,35 @@ async def test_raw_http_content_type_auth_and_unknown_routes(fake: FakeDiscord) 
     assert fake.downloads == [int(image["id"])]
 
 
-def test_env_and_patch_undo() -> None:
+async def test_env_and_patch_undo() -> None:
     import discord.gateway
     import discord.http
 
-    fake = FakeDiscord()
-    fake._port = 4321  # as if started
     base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    undo = fake.patch_discord()
-    assert discord.http.Route.BASE == "http://127.0.0.1:4321/api/v10"
-    assert str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == "ws://127.0.0.1:4321/"
-    undo()
-    assert (base, gateway) == (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
-    assert fake.env()["DISCORD_API_BASE"] == "http://127.0.0.1:4321/api/v10"
-    assert fake.env()["DISCORD_GATEWAY_URL"] == "ws://127.0.0.1:4321/"
+    async with FakeDiscord() as fake:
+        undo = fake.patch_discord()
+        patched = (discord.http.Route.BASE, str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY))
+        undo()
+        restored = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+        assert patched == (f"http://127.0.0.1:{fake.port}/api/v10", f"ws://127.0.0.1:{fake.port}/")
+        assert restored == (base, gateway)
+        env = fake.env()
+    assert env["DISCORD_API_BASE"] == f"http://127.0.0.1:{fake.port}/api/v10"
+    assert env["DISCORD_GATEWAY_URL"] == f"ws://127.0.0.1:{fake.port}/"
+    assert env["DISCORD_TOKEN"] == fake.token and "127.0.0.1" in env["NO_PROXY"]
+
+
+def test_injections_are_checked() -> None:
+    fake = FakeDiscord()
+    fake.add_guild(GUILD, channels=[CHANNEL])
+    with pytest.raises(ValueError, match="unknown channel"):
+        fake.send_message(12345, ALICE, "nowhere")
+    with pytest.raises(ValueError, match="another user"):
+        fake.send_message(fake.dm_channel(ALICE), BOB, "not my DM")
+    with pytest.raises(ValueError, match="not in guild"):
+        fake.send_message(CHANNEL, ALICE, "hi", guild_id=GUILD + 1)
+    with pytest.raises(ValueError, match="no message"):
+        fake.send_message(CHANNEL, ALICE, "re", reference=1)
+    with pytest.raises(ValueError, match="unknown privileged"):
+        FakeDiscord(privileged=["everything"])
+    assert fake.dispatched == []  # nothing reached the queue
