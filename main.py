@@ -196,6 +196,16 @@ def build_adapters(
             min_image_side=min_image_side,
         )
         adapters.append(("telegram", telegram))
+    if settings.discord_token is not None:
+        from bots.discord_bot import DiscordAdapter, point_at
+
+        point_at(settings.discord_api_base, settings.discord_gateway_url)
+        discord_adapter = DiscordAdapter(
+            core,
+            token=settings.discord_token.get_secret_value(),
+            message_content=settings.discord_message_content,
+        )
+        adapters.append(("discord", discord_adapter))
     return adapters
 
 

@@ -125,7 +125,11 @@ class DiscordAdapter:
 
     async def start(self) -> None:
         """Log in, connect, register the slash commands; raises if Discord refuses us."""
-        await self.client.login(self._token)  # discord.LoginFailure for a bad token
+        try:
+            await self.client.login(self._token)  # discord.LoginFailure for a bad token
+        except BaseException:
+            await self.client.close()  # the HTTP session it opened
+            raise
         self._runner = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway")
         ready = asyncio.create_task(self._ready.wait())
         done, _ = await asyncio.wait(

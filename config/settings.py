@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # chat platforms
     discord_token: SecretStr | None = None
     telegram_token: SecretStr | None = None
+    discord_message_content: bool = Field(
+        default=False, description="the privileged message-content intent was granted to the bot"
+    )
+    discord_api_base: str | None = None  # another Discord REST base (a proxy; tests)
+    discord_gateway_url: str | None = None  # another gateway URL (a proxy; tests)
     telegram_base_url: str | None = None
     telegram_base_file_url: str | None = None
     admin_ids: str = Field(default="", description="e.g. telegram:123,discord:456")
@@ -112,7 +117,14 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a rate like 10/minute or 100/hour")
         return value
 
-    @field_validator("model_revision", "telegram_base_url", "telegram_base_file_url", mode="before")
+    @field_validator(
+        "model_revision",
+        "telegram_base_url",
+        "telegram_base_file_url",
+        "discord_api_base",
+        "discord_gateway_url",
+        mode="before",
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
