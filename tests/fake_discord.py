@@ -1036,9 +1036,9 @@ class FakeDiscord:
     # -- gateway control ---------------------------------------------------------------------------
 
     def drop_connection(self, code: int = 4000) -> None:
-        """Close the client's websocket with ``code`` (4000: the client RESUMEs; 4004: it gives up).
-
-        Events dispatched from now until the client resumes are replayed on RESUME.
+        """Close the client's live websocket, if any, with ``code`` (4000: the client RESUMEs;
+        4004: it gives up). Events dispatched from now until it resumes are replayed on RESUME.
+        While the client is still reconnecting there is nothing to drop: wait for the resume first.
         """
         self._call_on_loop(self._drop_now, code)
 

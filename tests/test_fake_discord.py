@@ -492,6 +492,34 @@ async def test_dropped_connection_resumes_and_delivers_once(fake: FakeDiscord) -
     assert fake.gateway_connections == ["/", "/resume", "/resume"] and fake.close_codes == [4000]
 
 
+async def test_many_messages_across_drops_arrive_exactly_once(fake: FakeDiscord) -> None:
+    bot = EchoBot()
+    channels = [fake.dm_channel(user) for user in range(8000, 8010)]
+    async with running(fake, bot):
+        sent = []
+        for i in range(60):
+            if i == 20:
+                fake.drop_connection(4000)
+            if i == 40:
+                await fake.wait_for_resume(timeout=5)  # a drop needs a live connection to drop
+                fake.drop_connection(4000)
+            channel = channels[i % len(channels)]
+            sent.append(fake.send_message(channel, 8000 + i % len(channels), f"m{i}")["id"])
+        await fake.wait_for_resume(timeout=5, count=2)
+        for channel in channels:
+            await fake.wait_for_message(channel, count=6, timeout=5)
+    assert sorted(m.id for m in bot.seen) == sorted(int(i) for i in sent)  # none lost, none twice
+    assert len(fake.sent) == 60 and len(fake.identifies) == 1
+
+
+async def test_injection_from_another_thread(fake: FakeDiscord) -> None:
+    dm = fake.dm_channel(ALICE)
+    async with running(fake, EchoBot()):
+        message = await asyncio.to_thread(fake.send_message, dm, ALICE, "from a thread")
+        [reply] = await fake.wait_for_message(dm, timeout=5)
+    assert reply.reply_to == int(message["id"])
+
+
 async def pong(interaction: discord.Interaction) -> None:
     """Answer pong."""
     await interaction.response.send_message("pong")
