@@ -68,9 +68,16 @@ class DiscordAdapter:
     """Owns one ``discord.Client`` and its command tree; ``start()``/``stop()`` from ``main.py``."""
 
     def __init__(
-        self, core: ChatCore, *, token: str, message_content: bool = False, guild_ready_timeout: float = 2.0
+        self,
+        core: ChatCore,
+        *,
+        token: str,
+        message_content: bool = False,
+        guild_ready_timeout: float = 2.0,
+        defer_after_s: float = DEFER_AFTER_S,
     ) -> None:
         self.core = core
+        self.defer_after_s = defer_after_s
         self._token = token
         intents = discord.Intents.default()
         intents.message_content = message_content
@@ -233,7 +240,7 @@ class DiscordAdapter:
         )
         answering = asyncio.ensure_future(self.core.ask(request))
         try:
-            reply = await asyncio.wait_for(asyncio.shield(answering), DEFER_AFTER_S)
+            reply = await asyncio.wait_for(asyncio.shield(answering), self.defer_after_s)
         except TimeoutError:
             await interaction.response.defer(thinking=True)
             reply = await answering

@@ -316,3 +316,10 @@ async def test_a_file_declared_as_octet_stream_is_read_by_its_content(
     refused = await core.ask(request(PDF, size=len(PDF), mime="application/octet-stream"))
     assert answered.text.startswith("green — ")
     assert refused.text.startswith("That file is a PDF, not an image I can read")
+
+
+def test_long_replies_are_clipped_to_the_platform_limit() -> None:
+    assert replies.clip("short") == "short"
+    clipped = replies.clip("x" * 3000)
+    assert len(clipped) == 2000 and clipped.endswith("…")
+    assert len(replies.clip("y" * 5000, 4096)) == 4096

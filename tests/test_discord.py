@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +22,9 @@ from bots.prediction_log import PredictionLog
 from bots.ratelimit import UserLimiter
 from tests.conftest import BUNDLED_MODEL, ROOT
 from tests.fake_discord import FakeDiscord
+from tests.test_engine import GatedModel, in_forward, loader_with
 from vqa_engine import VQAEngine
-from vqa_engine.package import load_package
+from vqa_engine.package import ModelPackage, load_package
 
 GUILD, CHANNEL = 500, 501
 ALICE, BOB, ADMIN = 7001, 7002, 7003
@@ -59,7 +60,9 @@ class Bot:
 
 
 @contextlib.asynccontextmanager
-async def running_bot(tmp_path: Path, *, message_content: bool = False) -> AsyncIterator[Bot]:
+async def running_bot(
+    tmp_path: Path, *, message_content: bool = False, loader: Callable[[], ModelPackage] | None = None
+) -> AsyncIterator[Bot]:
     async with contextlib.AsyncExitStack() as stack:
         async with asyncio.timeout(30):
             fake = await FakeDiscord().start()
@@ -68,7 +71,7 @@ async def running_bot(tmp_path: Path, *, message_content: bool = False) -> Async
             for user, name in ((ALICE, "alice"), (BOB, "bob"), (ADMIN, "admin")):
                 fake.add_user(user, name)
             stack.enter_context(fake.patch_discord())
-            engine = VQAEngine(lambda: load_package(BUNDLED_MODEL))
+            engine = VQAEngine(loader or (lambda: load_package(BUNDLED_MODEL)))
             await engine.start()
             stack.push_async_callback(engine.close)
             log_path = tmp_path / "predictions.jsonl"
@@ -80,7 +83,11 @@ async def running_bot(tmp_path: Path, *, message_content: bool = False) -> Async
                 admins=frozenset({("discord", str(ADMIN))}),
             )
             adapter = DiscordAdapter(
-                core, token=fake.token, message_content=message_content, guild_ready_timeout=0.05
+                core,
+                token=fake.token,
+                message_content=message_content,
+                guild_ready_timeout=0.05,
+                defer_after_s=0.2,
             )
             bot = Bot(fake, core, adapter, log_path)
             stack.push_async_callback(bot.finish)
@@ -224,3 +231,35 @@ async def test_the_gateway_dropping_mid_conversation(bot: Bot) -> None:
     assert second.startswith("rectangle — ")
     assert len(fake.messages_to(dm)) == 2  # answered once
     assert [e["question"] for e in entries] == [COLOR_Q, SHAPE_Q]
+
+
+async def test_a_slow_answer_is_deferred_then_followed_up(tmp_path: Path) -> None:
+    holder: list[GatedModel] = []
+    async with running_bot(tmp_path, loader=loader_with(GatedModel, holder)) as bot:
+        fake, model = bot.fake, holder[0]
+        model.close_gate()  # the model is slow today
+        interaction = fake.interaction(
+            "ask",
+            ALICE,
+            channel_id=CHANNEL,
+            options={"question": COLOR_Q},
+            attachments={"image": fake.attachment(example("yellow_circle"))},
+        )
+        first = await fake.wait_for_interaction_response(interaction["id"])
+        await in_forward(model)
+        model.gate.set()
+        [followup] = await fake.wait_for_followup(interaction["id"])
+        await bot.finish()
+    assert first.type == 5  # "thinking…" within Discord's 3 s
+    assert (followup.content or "").startswith("yellow — ")
+
+
+async def test_replies_fit_discords_2000_characters(bot: Bot) -> None:
+    fake = bot.fake
+    dm = fake.dm_channel(ALICE)
+    question = "what color is the shape " + "really " * 60
+    fake.send_message(dm, ALICE, question, attachments=[fake.attachment(b"not an image at all " * 200)])
+    reply = await bot.reply(dm)
+    await bot.finish()
+    assert 0 < len(reply) <= 2000
+    assert reply.startswith("That file is a text file, not an image I can read")
