@@ -55,7 +55,7 @@ from types import TracebackType
 from typing import Any
 
 import yarl
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 JSON = dict[str, Any]
 
@@ -425,6 +425,7 @@ class FakeDiscord:
         self._port: int | None = None
         self._lock = threading.RLock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._nonces: dict[tuple[int, Any], JSON] = {}
 
     # -- lifetime ----------------------------------------------------------------------------------
 
@@ -1570,10 +1571,10 @@ class FakeDiscord:
                 failures = self._failures.get(route)
                 if failures:
                     failure = failures.pop(0)
-                    extra = (
-                        {"retry_after": failure.retry_after, "global": False} if failure.status == 429 else {}
-                    )
-                    raise _ApiError(failure.status, failure.message, failure.code, **extra)
+                    extra: JSON = {}
+                    if failure.status == 429:
+                        extra = {"retry_after": failure.retry_after, "global": False}
+                    raise _ApiError(failure.status, failure.message, failure.code, None, **extra)
                 response = handler(request, body, files)
                 if asyncio.iscoroutine(response):
                     response = await response
@@ -1610,12 +1611,14 @@ class FakeDiscord:
             files: list[UploadedFile] = []
             reader = await request.multipart()
             async for part in reader:
+                if not isinstance(part, BodyPartReader):
+                    continue  # nested multipart: discord.py never sends one
                 if part.name == "payload_json":
                     body = json.loads(await part.text())
                 else:
-                    data = await part.read()  # type: ignore[union-attr]
+                    data = await part.read()
                     content_type = part.headers.get("Content-Type")
-                    files.append(UploadedFile(part.filename, content_type, bytes(data)))  # type: ignore[union-attr]
+                    files.append(UploadedFile(part.filename, content_type, bytes(data)))
             return body, files
         raw = await request.read()
         return (json.loads(raw) if raw else None), []
@@ -1705,8 +1708,15 @@ class FakeDiscord:
     def _create_message(self, request: web.Request, body: Any, files: list[UploadedFile]) -> web.Response:
         channel_id, channel = self._channel(request)
         payload = self._message_from_body(body, files, "create")
+        nonce = payload.get("nonce")
+        if nonce is not None and payload.get("enforce_nonce") and (channel_id, nonce) in self._nonces:
+            # Discord answers a retried send (same nonce, e.g. after a 5xx) with the first message
+            return _json_response(self._rest_view(self._nonces[(channel_id, nonce)]))
         guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
         message = self._new_message(channel_id, guild_id, self.bot_id, payload.get("content") or "")
+        if nonce is not None:
+            message["nonce"] = nonce
+            self._nonces[(channel_id, nonce)] = message
         message["embeds"] = payload.get("embeds") or []
         message["flags"] = int(payload.get("flags") or 0)
         message["attachments"] = self._uploaded_attachments(channel_id, files)

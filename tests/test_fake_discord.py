@@ -188,6 +188,9 @@ async def test_dm_is_answered_with_a_reply(fake: FakeDiscord, message_content: b
         [reply] = await fake.wait_for_message(dm, timeout=5)
     assert reply.content == "echo: hello"  # DMs carry content without the privileged intent
     assert reply.reply_to == int(message["id"])
+    assert reply.message_reference is not None
+    assert isinstance(reply.message_reference["message_id"], int)  # discord.py sends integer ids
+    assert reply.payload["enforce_nonce"] and reply.message["nonce"] == reply.payload["nonce"]
     assert reply.message["author"]["id"] == str(fake.bot_id) and "guild_id" not in reply.message
     assert reply.message["referenced_message"]["content"] == "hello"
 
@@ -368,8 +371,9 @@ class AskBot(EchoBot):
             admin = interaction.permissions.administrator
             await interaction.response.send_message("ok" if admin else "admins only", ephemeral=not admin)
 
-        for command in (ask, slow, health):
-            self.tree.add_command(command)
+        self.tree.add_command(ask)
+        self.tree.add_command(slow)
+        self.tree.add_command(health)
 
     async def setup_hook(self) -> None:
         if self.guild_sync:
