@@ -168,30 +168,37 @@ async def test_follow_up_questions_about_the_last_image(bot: Bot) -> None:
     assert shape.startswith("triangle — ")
 
 
-async def test_a_pdf_and_a_30_mb_file_are_refused_unread(bot: Bot) -> None:
+@pytest.mark.parametrize("where", ["dm", "guild"])
+async def test_a_pdf_and_a_30_mb_file_are_refused_unread(bot: Bot, where: str) -> None:
     fake = bot.fake
-    dm = fake.dm_channel(ALICE)
+    channel = fake.dm_channel(ALICE) if where == "dm" else CHANNEL
+    mention = where == "guild"
     pdf = fake.attachment(PDF, filename="scan.pdf", content_type="application/pdf")
-    fake.send_message(dm, ALICE, COLOR_Q, attachments=[pdf])
-    refused_pdf = await bot.reply(dm)
+    fake.send_message(channel, ALICE, COLOR_Q, attachments=[pdf], mentions_bot=mention)
+    refused_pdf = await bot.reply(channel)
     huge = fake.attachment(b"\xff\xd8", filename="huge.jpg", content_type="image/jpeg", size=30 * 2**20)
-    fake.send_message(dm, ALICE, COLOR_Q, attachments=[huge])
-    refused_huge = await bot.reply(dm)
+    fake.send_message(channel, ALICE, COLOR_Q, attachments=[huge], mentions_bot=mention)
+    refused_huge = await bot.reply(channel)
     entries = await bot.finish()
     assert refused_pdf == (
         "That file is a PDF, not an image I can read; please send a PNG, JPEG, WebP, GIF or BMP image."
     )
     assert refused_huge == "That image is larger than 20.0 MB (30.0 MB); please send a smaller one."
     assert fake.downloads == []
-    assert [e["outcome"] for e in entries] == ["rejected:not_image", "rejected:too_large"]
+    assert [(e["chat_type"], e["outcome"]) for e in entries] == [
+        (where, "rejected:not_image"),
+        (where, "rejected:too_large"),
+    ]
 
 
-async def test_the_ask_slash_command(bot: Bot) -> None:
+@pytest.mark.parametrize("where", ["dm", "guild"])
+async def test_the_ask_slash_command(bot: Bot, where: str) -> None:
     fake = bot.fake
+    channel = fake.dm_channel(ALICE) if where == "dm" else CHANNEL
     interaction = fake.interaction(
         "ask",
         ALICE,
-        channel_id=CHANNEL,
+        channel_id=channel,
         options={"question": COLOR_Q},
         attachments={"image": fake.attachment(example("blue_circle"))},
     )
@@ -199,7 +206,9 @@ async def test_the_ask_slash_command(bot: Bot) -> None:
     entries = await bot.finish()
     assert response.type == 4
     assert response.content is not None and response.content.startswith("blue — ")
-    assert [(e["question"], e["answer"], e["outcome"]) for e in entries] == [(COLOR_Q, "blue", "answered")]
+    assert [(e["chat_type"], e["question"], e["answer"], e["outcome"]) for e in entries] == [
+        (where, COLOR_Q, "blue", "answered")
+    ]
 
 
 async def test_health_and_stats_are_for_admins_only(bot: Bot) -> None:
