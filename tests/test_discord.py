@@ -61,7 +61,11 @@ class Bot:
 
 @contextlib.asynccontextmanager
 async def running_bot(
-    tmp_path: Path, *, message_content: bool = False, loader: Callable[[], ModelPackage] | None = None
+    tmp_path: Path,
+    *,
+    message_content: bool = False,
+    loader: Callable[[], ModelPackage] | None = None,
+    defer_after_s: float = 2.0,
 ) -> AsyncIterator[Bot]:
     async with contextlib.AsyncExitStack() as stack:
         async with asyncio.timeout(30):
@@ -87,7 +91,7 @@ async def running_bot(
                 token=fake.token,
                 message_content=message_content,
                 guild_ready_timeout=0.05,
-                defer_after_s=0.2,
+                defer_after_s=defer_after_s,
             )
             bot = Bot(fake, core, adapter, log_path)
             stack.push_async_callback(bot.finish)
@@ -244,7 +248,7 @@ async def test_the_gateway_dropping_mid_conversation(bot: Bot) -> None:
 
 async def test_a_slow_answer_is_deferred_then_followed_up(tmp_path: Path) -> None:
     holder: list[GatedModel] = []
-    async with running_bot(tmp_path, loader=loader_with(GatedModel, holder)) as bot:
+    async with running_bot(tmp_path, loader=loader_with(GatedModel, holder), defer_after_s=0.1) as bot:
         fake, model = bot.fake, holder[0]
         model.close_gate()  # the model is slow today
         interaction = fake.interaction(
