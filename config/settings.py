@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
-    # the engine: micro-batching, backpressure, cache (see vqa_engine.engine.EngineOptions)
+    # the engine: micro-batching, backpressure, cache (see vqa_engine.options.EngineOptions)
     max_batch_size: int = Field(default=32, ge=1, le=1024)
     max_wait_ms: float = Field(default=5.0, ge=0, le=1000)
     max_queue: int = Field(default=512, ge=1)

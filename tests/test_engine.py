@@ -489,5 +489,5 @@ async def test_stats_describe_the_engine(gated: tuple[VQAEngine, GatedModel]) ->
     [("max_batch_size", 0), ("max_wait_ms", -1), ("max_queue", 0), ("request_timeout_s", 0), ("top_k", 0)],
 )
 def test_options_are_validated(option: str, value: float) -> None:
-    with pytest.raises(ValueError, match=f"{option}={value}"):
+    with pytest.raises(ValueError, match=option):
         EngineOptions(**{option: value})  # type: ignore[arg-type]

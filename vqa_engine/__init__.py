@@ -21,16 +21,17 @@ from vqa_engine.errors import (
     VQAError,
     VQAInputError,
 )
+from vqa_engine.options import EngineOptions
 from vqa_engine.prediction import Candidate, Prediction
 
 if TYPE_CHECKING:
-    from vqa_engine.engine import EngineOptions, EngineStats, VQAEngine
+    from vqa_engine.engine import EngineStats, VQAEngine
 
 
 def __getattr__(name: str) -> object:
     """``VQAEngine`` and friends import torch: load them on first use, so that importing the
     errors (as the chat adapters do) stays light."""
-    if name in ("VQAEngine", "EngineOptions", "EngineStats"):
+    if name in ("VQAEngine", "EngineStats"):
         from vqa_engine import engine
 
         return getattr(engine, name)

@@ -37,6 +37,7 @@ from vqa_engine.errors import (
     InferenceError,
     VQAInputError,
 )
+from vqa_engine.options import MAX_TOP_K, EngineOptions
 from vqa_engine.package import ModelPackage
 from vqa_engine.prediction import Prediction
 from vqa_engine.predictor import Predictor
@@ -47,42 +48,11 @@ log = logging.getLogger(__name__)
 
 #: images up to this size are hashed on the event loop (well under a millisecond)
 INLINE_HASH_BYTES = 256 * 1024
-#: candidates computed (and cached) per prediction; callers ask for fewer
-MAX_TOP_K = 10
 #: answered-request latencies kept for the percentiles in ``stats()``
 LATENCY_WINDOW = 2048
 
 Outcome = Literal["answered", "rejected", "busy", "timeout", "cancelled", "error", "closed"]
 OUTCOMES: tuple[Outcome, ...] = ("answered", "rejected", "busy", "timeout", "cancelled", "error", "closed")
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How the engine batches, queues and caches (the settings of the same names)."""
-
-    max_batch_size: int = 32  # questions per forward pass at most
-    max_wait_ms: float = 5.0  # how long a batch may wait for questions still being decoded
-    max_queue: int = 512  # questions admitted and not yet answered; beyond it, "busy" at once
-    request_timeout_s: float = 30.0  # per question, admission to answer
-    cache_size: int = 1024  # predictions remembered (0 turns the cache off)
-    preprocess_threads: int = 1  # threads decoding images (one measured best on 2 cores)
-    top_k: int = 3  # candidates in a prediction unless the caller asks otherwise
-    torch_threads: int = 0  # intra-op threads of the forward pass (process-wide); 0: torch's default
-
-    def __post_init__(self) -> None:
-        checks = {
-            "max_batch_size": self.max_batch_size >= 1,
-            "max_wait_ms": self.max_wait_ms >= 0,
-            "max_queue": self.max_queue >= 1,
-            "request_timeout_s": self.request_timeout_s > 0,
-            "cache_size": self.cache_size >= 0,
-            "preprocess_threads": self.preprocess_threads >= 1,
-            "torch_threads": self.torch_threads >= 0,
-            "top_k": 1 <= self.top_k <= MAX_TOP_K,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid engine options: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
 
 
 @dataclass(frozen=True)
