@@ -8,24 +8,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from config import Settings, SettingsError, load_settings
+from config import AskSettings, Settings, SettingsError, check_writable, env_files_read, load_settings
 from config.log import setup_logging
-from vqa_engine import Prediction  # torch-free; heavy modules are imported by the commands that use them
 
 if TYPE_CHECKING:
-    from bots.core import ChatAdapter, ChatCore
+    from bots.core import ChatCore
+    from vqa_engine.package import ModelPackage
 
-EXIT_USAGE = 2  # unusable input, as the DESIGN.md contract says
+EXIT_USAGE = 2  # unusable input or settings, as the DESIGN.md contract says
 EXIT_FAILURE = 1
 
+T = TypeVar("T")
 log = logging.getLogger("vqa_chat")
+
+
+class FrontEnd(Protocol):
+    """A platform adapter as ``serve()`` drives it."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 def read_image_arg(path: str, max_bytes: int) -> bytes:
@@ -41,19 +55,24 @@ def read_image_arg(path: str, max_bytes: int) -> bytes:
         return f.read(max_bytes + 1)  # the decoder reports "larger than" from the extra byte
 
 
-def format_answer(prediction: Prediction) -> str:
-    """Human-readable answer with its confidence and the next candidates."""
-    lines = [f"{prediction.answer} ({prediction.confidence:.1%} confident)"]
-    others = prediction.top_k[1:]
-    if others:
-        lines.append("next: " + ", ".join(f"{c.answer} {c.confidence:.1%}" for c in others))
-    return "\n".join(lines)
-
-
-def ask(settings: Settings, image_path: str, question: str, *, as_json: bool, top_k: int) -> int:
-    """``main.py ask``: load the configured model, answer once, print."""
-    from vqa_engine import ModelPackageError, VQAInputError
+def model_loader(settings: AskSettings | Settings) -> Callable[[], ModelPackage]:
+    """Loads the configured model (from a folder or the Hub) when called."""
     from vqa_engine.hub import load_model
+
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+
+    def load() -> ModelPackage:
+        return load_model(
+            settings.model_repo_id, revision=settings.model_revision, token=token, device=settings.device
+        )
+
+    return load
+
+
+def ask(settings: AskSettings, image_path: str, question: str, *, as_json: bool, top_k: int) -> int:
+    """``main.py ask``: load the configured model, answer once, print."""
+    from bots.replies import format_cli
+    from vqa_engine import ModelPackageError, VQAInputError
     from vqa_engine.predictor import Predictor
     from vqa_engine.preprocess import ImageLimits, clean_question
 
@@ -63,12 +82,8 @@ def ask(settings: Settings, image_path: str, question: str, *, as_json: bool, to
     except (VQAInputError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-
-    token = settings.hf_token.get_secret_value() if settings.hf_token else None
     try:
-        package = load_model(
-            settings.model_repo_id, revision=settings.model_revision, token=token, device=settings.device
-        )
+        package = model_loader(settings)()
     except ModelPackageError as exc:
         print(f"error: cannot load the model: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -78,7 +93,7 @@ def ask(settings: Settings, image_path: str, question: str, *, as_json: bool, to
     except VQAInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(json.dumps(prediction.to_dict()) if as_json else format_answer(prediction))
+    print(json.dumps(prediction.to_dict()) if as_json else format_cli(prediction))
     return 0
 
 
@@ -93,120 +108,169 @@ def run_bots(settings: Settings) -> int:
         )
         return EXIT_USAGE
     try:
+        check_writable(settings.prediction_log, "PREDICTION_LOG")
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         import uvloop  # a faster event loop: the bot's own work per question drops by about a third
     except ImportError:  # not on Windows
         return asyncio.run(serve(settings))
     return uvloop.run(serve(settings))
 
 
-async def serve(settings: Settings) -> int:
-    """Build the engine, the chat core and the adapters; run until SIGTERM/SIGINT; drain; exit 0."""
-    from functools import partial
+class Stopped(Exception):
+    """SIGTERM or SIGINT arrived while waiting."""
 
+
+async def unless_stopped(work: Awaitable[T], stop: asyncio.Event, *, timeout: float | None = None) -> T:
+    """``work``'s result, unless ``stop`` is set first: then ``work`` is cancelled (so it cleans up
+    after itself) and ``Stopped`` is raised. Raises what ``work`` raises, and ``TimeoutError``
+    after ``timeout`` seconds (also cancelling it)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait({task, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    if stop.is_set():
+        raise Stopped
+    raise TimeoutError
+
+
+async def serve(settings: Settings) -> int:
+    """Build the engine, the chat core and the front ends; run until SIGTERM/SIGINT; drain; exit 0.
+
+    Every resource is entered into one ``AsyncExitStack``, so each is closed on every exit path
+    (a failed start, a signal during a login that hangs, a normal stop), in reverse order.
+    """
     from bots.core import ChatCore
     from bots.memory import ImageMemory
+    from bots.options import ChatOptions
     from bots.prediction_log import PredictionLog
-    from bots.ratelimit import UserLimiter
+    from bots.ratelimit import MemoryRateLimiter
+    from bots.user_queue import UserQueue
     from vqa_engine import ModelPackageError
-    from vqa_engine.engine import EngineOptions, VQAEngine
-    from vqa_engine.hub import load_model
+    from vqa_engine.engine import VQAEngine
+    from vqa_engine.options import EngineOptions
     from vqa_engine.preprocess import ImageLimits
-
-    token = settings.hf_token.get_secret_value() if settings.hf_token else None
-    loader = partial(
-        load_model,
-        settings.model_repo_id,
-        revision=settings.model_revision,
-        token=token,
-        device=settings.device,
-    )
-    engine = VQAEngine(
-        loader,
-        options=EngineOptions(
-            max_batch_size=settings.max_batch_size,
-            max_wait_ms=settings.max_wait_ms,
-            max_queue=settings.max_queue,
-            request_timeout_s=settings.request_timeout_s,
-            cache_size=settings.cache_size,
-            preprocess_threads=settings.preprocess_threads,
-            torch_threads=settings.torch_threads,
-        ),
-        limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
-    )
-    try:
-        await engine.start()
-    except ModelPackageError as exc:
-        print(f"error: cannot load the model: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    salt = settings.prediction_log_salt.get_secret_value() if settings.prediction_log_salt else None
-    prediction_log = PredictionLog(settings.prediction_log, salt=salt)
-    core = ChatCore(
-        engine,
-        limiter=UserLimiter(settings.rate_limit, max_in_flight=settings.max_in_flight_per_user),
-        prediction_log=prediction_log,
-        memory=ImageMemory(ttl_s=settings.follow_up_minutes * 60),
-        admins=settings.admins,
-        max_image_bytes=settings.max_image_bytes,
-    )
-    adapters = build_adapters(settings, core, min_image_side=engine.package.config.image_size)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    running = []
-    for name, adapter in adapters:
+    async with contextlib.AsyncExitStack() as stack:
+        salt = settings.prediction_log_salt.get_secret_value() if settings.prediction_log_salt else None
+        prediction_log = stack.enter_context(PredictionLog(settings.prediction_log, salt=salt))
+        engine = VQAEngine(
+            model_loader(settings),
+            options=settings.section(EngineOptions),
+            limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
+        )
         try:
-            await adapter.start()
-        except Exception as exc:  # one platform failing must not take the others down
-            log.error("%s could not start: %s", name, exc)
-        else:
-            running.append((name, adapter))
-    if running:
-        log.info("serving on %s", ", ".join(name for name, _ in running))
+            await unless_stopped(engine.start(), stop)
+        except Stopped:
+            return 0
+        except ModelPackageError as exc:
+            print(f"error: cannot load the model: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        stack.push_async_callback(engine.close, drain_timeout=settings.shutdown_timeout_s)
+
+        chat = settings.section(ChatOptions)
+        front_ends: dict[str, FrontEnd] = {}
+        core = ChatCore(
+            engine,
+            limiter=MemoryRateLimiter(chat.rate_limit),
+            queue=UserQueue(max_in_flight=chat.max_in_flight_per_user, max_waiting=chat.max_queued_per_user),
+            memory=ImageMemory(ttl_s=chat.follow_up_minutes * 60),
+            prediction_log=prediction_log,
+            admins=chat.admins,
+            max_image_bytes=settings.max_image_bytes,
+            platforms=lambda: [name for name, front in front_ends.items() if front.connected],
+        )
+        candidates = build_front_ends(settings, core, min_image_side=engine.package.config.image_size)
+        started = await asyncio.gather(
+            *(
+                start_front_end(name, front, stop, settings.login_timeout_s)
+                for name, front in candidates.items()
+            )
+        )
+        front_ends.update(
+            (name, front) for (name, front), ok in zip(candidates.items(), started, strict=True) if ok
+        )
+        stack.push_async_callback(stop_front_ends, front_ends, settings.shutdown_timeout_s)
+        if stop.is_set():
+            log.info("stopped before every platform had connected")
+            return 0
+        if not front_ends:
+            print("error: no chat platform could start (see the log above)", file=sys.stderr)
+            return EXIT_FAILURE
+        log.info("serving on %s", ", ".join(front_ends))
         await stop.wait()
         log.info("stopping: answering the questions already received")
-    for name, adapter in running:
-        try:
-            await adapter.stop()
-        except Exception:
-            log.exception("%s did not stop cleanly", name)
-    await engine.close(drain_timeout=settings.request_timeout_s)
-    prediction_log.close()
-    if not running:
-        print("error: no chat platform could start (see the log above)", file=sys.stderr)
-        return EXIT_FAILURE
     log.info("stopped")
     return 0
 
 
-def build_adapters(
-    settings: Settings, core: ChatCore, *, min_image_side: int
-) -> list[tuple[str, ChatAdapter]]:
+async def start_front_end(name: str, front: FrontEnd, stop: asyncio.Event, timeout: float) -> bool:
+    """Start one platform; a failure or a hang is one log line, and the others go on."""
+    try:
+        await unless_stopped(front.start(), stop, timeout=timeout)
+    except Stopped:
+        return False
+    except TimeoutError:
+        log.error("%s could not start: not connected after %.0f s (LOGIN_TIMEOUT_S)", name, timeout)
+    except Exception as exc:
+        log.error("%s could not start: %s", name, str(exc) or type(exc).__name__)
+    else:
+        return True
+    return False
+
+
+async def stop_front_ends(front_ends: dict[str, FrontEnd], timeout: float) -> None:
+    """Stop every platform at once; each answers what it already received."""
+
+    async def stop_one(name: str, front: FrontEnd) -> None:
+        try:
+            async with asyncio.timeout(timeout + 2):
+                await front.stop()
+        except Exception:
+            log.exception("%s did not stop cleanly", name)
+
+    await asyncio.gather(*(stop_one(name, front) for name, front in front_ends.items()))
+
+
+def build_front_ends(settings: Settings, core: ChatCore, *, min_image_side: int) -> dict[str, FrontEnd]:
     """One adapter per platform whose token is set."""
-    adapters: list[tuple[str, ChatAdapter]] = []
+    front_ends: dict[str, FrontEnd] = {}
     if settings.telegram_token is not None:
         from bots.telegram_bot import TelegramAdapter
 
-        telegram = TelegramAdapter(
+        front_ends["telegram"] = TelegramAdapter(
             core,
             token=settings.telegram_token.get_secret_value(),
             base_url=settings.telegram_base_url,
             base_file_url=settings.telegram_base_file_url,
             min_image_side=min_image_side,
+            drain_s=settings.shutdown_timeout_s,
         )
-        adapters.append(("telegram", telegram))
     if settings.discord_token is not None:
         from bots.discord_bot import DiscordAdapter, point_at
 
         point_at(settings.discord_api_base, settings.discord_gateway_url)
-        discord_adapter = DiscordAdapter(
+        front_ends["discord"] = DiscordAdapter(
             core,
             token=settings.discord_token.get_secret_value(),
             message_content=settings.discord_message_content,
+            sync_commands=settings.discord_sync_commands,
+            drain_s=settings.shutdown_timeout_s,
         )
-        adapters.append(("discord", discord_adapter))
-    return adapters
+    return front_ends
 
 
 def positive_int(text: str) -> int:
@@ -229,13 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    kind: type[AskSettings | Settings] = AskSettings if args.command == "ask" else Settings
     try:
-        settings = load_settings()
+        settings = load_settings(kind)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     setup_logging(settings.log_level, secrets=settings.secrets)
-    if args.command == "ask":
+    read = ", ".join(map(str, env_files_read())) or "no .env file"
+    log.debug("settings: the environment, %s, config/*.toml", read)
+    if isinstance(settings, AskSettings):
         return ask(settings, args.image, args.question, as_json=args.json, top_k=args.top_k)
     return run_bots(settings)
 

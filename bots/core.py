@@ -1,7 +1,10 @@
-"""The platform-free chat core: question -> limits -> download -> engine -> reply text -> log line.
+"""The conversation core: every rule of a chat turn, decided once for every platform.
 
-Adapters turn a platform event into a ``ChatRequest`` and send back ``Reply.text``; everything in
-between lives here, once, for every platform.
+``ChatCore.handle(event)`` takes a platform-free ``ChatEvent`` and returns the one ``Reply`` it
+gets (or None: a group message not meant for the bot). Which image a question is about, what
+is remembered for follow-ups, what is refused before downloading, the prompts, the per-user
+rate limit and queue, the engine call and the prediction-log line all live here; adapters only
+translate platform objects into events and deliver replies.
 """
 
 from __future__ import annotations
@@ -10,14 +13,16 @@ import logging
 import re
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from bots import replies
+from bots.events import ChatEvent, Command, ImageRef, Outcome, Reply
 from bots.health import format_health, format_stats
-from bots.memory import ImageMemory
+from bots.memory import ImageStore, MemoryKey
 from bots.prediction_log import PredictionLog
-from bots.ratelimit import UserLimiter
-from bots.requests import ChatRequest, ImageRef, Reply
+from bots.ratelimit import RateLimiter
+from bots.user_queue import QueueFullError, UserQueue
 from vqa_engine import (
     CorruptImageError,
     EmptyImageError,
@@ -29,33 +34,21 @@ from vqa_engine import (
     UnsupportedImageError,
     VQAInputError,
 )
+from vqa_engine.formats import is_readable_mime
 
 if TYPE_CHECKING:
     from vqa_engine.engine import EngineStats
 
 log = logging.getLogger(__name__)
 
-SUPPORTED = "a PNG, JPEG, WebP, GIF or BMP image"
-_REJECT_REASONS: dict[type[VQAInputError], str] = {
-    EmptyImageError: "empty_image",
-    UnsupportedImageError: "not_image",
-    ImageTooLargeError: "too_large",
-    CorruptImageError: "corrupt_image",
-    InvalidQuestionError: "bad_question",
+_REJECTED: dict[type[VQAInputError], Outcome] = {
+    EmptyImageError: Outcome.REJECTED_EMPTY_IMAGE,
+    UnsupportedImageError: Outcome.REJECTED_NOT_IMAGE,
+    ImageTooLargeError: Outcome.REJECTED_TOO_LARGE,
+    CorruptImageError: Outcome.REJECTED_CORRUPT_IMAGE,
+    InvalidQuestionError: Outcome.REJECTED_BAD_QUESTION,
 }
-_MIME_NAMES = {
-    "application/pdf": "a PDF",
-    "application/zip": "a ZIP archive",
-    "application/x-zip-compressed": "a ZIP archive",
-    "image/svg+xml": "an SVG drawing",
-    "image/heic": "a HEIC photo",
-    "image/heif": "a HEIF photo",
-    "image/tiff": "a TIFF image",
-    "application/msword": "a Word document",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "a Word document",
-}
-_IMAGE_MIMES = frozenset({"image/png", "image/jpeg", "image/jpg", "image/webp", "image/gif", "image/bmp"})
-_COMMAND = re.compile(r"^/ask(@\w+)?\b", re.IGNORECASE)
+_ASK = re.compile(r"^/ask(@\w+)?\b", re.IGNORECASE)
 
 
 class Answerer(Protocol):
@@ -66,175 +59,185 @@ class Answerer(Protocol):
     def stats(self) -> EngineStats: ...
 
 
-class ChatAdapter(Protocol):
-    """A platform adapter as ``main.py`` drives it."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-def extract_question(text: str | None, *, bot_username: str | None = None) -> str:
-    """The question in a caption or message: without ``/ask``, the bot's @mention, extra spaces."""
+def extract_question(text: str | None) -> str:
+    """The question in a caption or message: without a leading ``/ask`` and extra spaces."""
     if not text:
         return ""
-    text = _COMMAND.sub("", text.strip(), count=1)
-    if bot_username:
-        text = re.sub(rf"@{re.escape(bot_username)}\b", " ", text, flags=re.IGNORECASE)
-    return " ".join(text.split())
-
-
-def describe_mime(mime_type: str) -> str:
-    """``a PDF``, ``a video``... for a declared type that is not an image we read."""
-    mime_type = mime_type.lower()
-    if mime_type in _MIME_NAMES:
-        return _MIME_NAMES[mime_type]
-    for prefix, name in (("video/", "a video"), ("audio/", "an audio file"), ("text/", "a text file")):
-        if mime_type.startswith(prefix):
-            return name
-    return f"a {mime_type} file"
-
-
-def human_bytes(n: int) -> str:
-    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
-
-
-def sentence(message: str) -> str:
-    """Engine messages are lower-case clauses; a chat reply starts with a capital and ends with a stop."""
-    message = message[:1].upper() + message[1:]
-    return message if message.endswith((".", "!", "?")) else message + "."
+    return " ".join(_ASK.sub("", text.strip(), count=1).split())
 
 
 class ChatCore:
-    """One per process, shared by every adapter (built in ``main.py``)."""
+    """One per process, shared by every front end (built in ``main.py``)."""
 
     def __init__(
         self,
         engine: Answerer,
         *,
-        limiter: UserLimiter,
+        limiter: RateLimiter,
+        queue: UserQueue,
+        memory: ImageStore,
         prediction_log: PredictionLog,
-        memory: ImageMemory,
         admins: frozenset[tuple[str, str]] = frozenset(),
         max_image_bytes: int = 20 * 2**20,
+        platforms: Callable[[], Sequence[str]] = tuple,
     ) -> None:
         self.engine = engine
         self.limiter = limiter
-        self.prediction_log = prediction_log
+        self.queue = queue
         self.memory = memory
+        self.prediction_log = prediction_log
         self.admins = admins
         self.max_image_bytes = max_image_bytes
-        self.platforms: list[str] = []  # adapters register themselves, for /health
+        self.platforms = platforms  # the front ends connected now, for /health
         self.outcomes: Counter[tuple[str, str]] = Counter()
+        self._revision: str | None = None
+
+    async def handle(self, event: ChatEvent) -> Reply | None:
+        """The one reply ``event`` gets, or None when it is not meant for the bot."""
+        if event.command is not None:
+            return await self._command(event)
+        key: MemoryKey = (event.platform, event.chat_id, event.user_id)
+        usable = [image for image in event.images if self._refusal(image) is None]
+        if usable:  # a file we would refuse anyway does not replace the last usable image
+            await self.memory.remember(key, usable[-1])
+        if not event.addressed:
+            return None
+        question = extract_question(event.text)
+        if event.images:
+            images = event.images
+        elif event.replied_image is not None:
+            images = (event.replied_image,)
+        elif event.replied_hidden:
+            return Reply(replies.HIDDEN_IMAGE, Outcome.HIDDEN_IMAGE)
+        else:
+            remembered = await self.memory.recall(key)
+            if remembered is None:
+                return Reply(replies.NO_IMAGE, Outcome.NO_IMAGE)
+            images = (remembered,)
+        if not question:
+            if not event.images:
+                return Reply(replies.NEED_QUESTION, Outcome.NEED_QUESTION)
+            if not usable:  # say what is wrong with the file now, not after the question
+                return self._finish(event, "", self._refusal(event.images[0]), event.images[0].size, 0.0)
+            return Reply(replies.ask_what(event.platform, private=event.private), Outcome.PROMPT)
+        answers = [await self._answer(event, question, image) for image in images]
+        if len(answers) == 1:
+            return answers[0]
+        outcome = next((a.outcome for a in answers if a.outcome is Outcome.ANSWERED), answers[0].outcome)
+        predictions = tuple(p for a in answers for p in a.predictions)
+        return Reply(replies.numbered([a.text for a in answers]), outcome, predictions=predictions)
 
     def is_admin(self, platform: str, user_id: str) -> bool:
-        return (platform, str(user_id)) in self.admins
+        return (platform, user_id) in self.admins
 
-    # -- questions --------------------------------------------------------------------------
+    # -- one question about one image ---------------------------------------------------------
 
-    async def ask(self, request: ChatRequest) -> Reply:
-        """Answer one request: always exactly one reply, and one log line."""
+    async def _answer(self, event: ChatEvent, question: str, image: ImageRef) -> Reply:
         started = time.perf_counter()
-        reply, prediction, size = await self._ask(request)
-        latency_ms = (time.perf_counter() - started) * 1000
-        self.outcomes[(request.platform, reply.outcome)] += 1
+        refusal = self._refusal(image)
+        if refusal is not None:
+            return self._finish(event, question, refusal, image.size, started)
+        user = (event.platform, event.user_id)
+        try:
+            turn = self.queue.admit(user)
+        except QueueFullError as exc:
+            return self._finish(
+                event, question, Reply(replies.queue_full(exc.waiting), Outcome.QUEUE_FULL), None, started
+            )
+        if not self.is_admin(*user):
+            decision = await self.limiter.hit(*user)
+            if not decision.allowed:
+                turn.cancel()
+                text = replies.rate_limited(decision.retry_after_s, str(self.limiter.rate))
+                return self._finish(event, question, Reply(text, Outcome.RATE_LIMITED), None, started)
+        async with turn:
+            try:
+                data = await event.fetch(image)
+            except Exception as exc:  # network trouble or an expired file: the user can resend
+                log.warning("could not download an image from %s: %s", event.platform, type(exc).__name__)
+                reply = Reply(replies.DOWNLOAD_FAILED, Outcome.ERROR)
+                return self._finish(event, question, reply, None, started)
+            reply = await self._ask_engine(data, question)
+            return self._finish(event, question, reply, len(data), started)
+
+    async def _ask_engine(self, data: bytes, question: str) -> Reply:
+        try:
+            prediction = await self.engine.answer(data, question)
+        except VQAInputError as exc:
+            return Reply(replies.sentence(str(exc)), _REJECTED.get(type(exc), Outcome.REJECTED_BAD_INPUT))
+        except InferenceError as exc:
+            return Reply(replies.sentence(str(exc)), Outcome.ERROR)
+        except EngineError as exc:  # busy, timed out, shutting down: try again later
+            return Reply(replies.sentence(str(exc)), Outcome.BUSY)
+        except Exception:
+            log.exception("unexpected error while answering a question")
+            return Reply(replies.ERROR, Outcome.ERROR)
+        return Reply(replies.format_prediction(prediction), Outcome.ANSWERED, predictions=(prediction,))
+
+    def _refusal(self, image: ImageRef) -> Reply | None:
+        """What the platform already tells us we cannot use: refused before any download."""
+        if image.size is not None and image.size > self.max_image_bytes:
+            return Reply(replies.too_large(image.size, self.max_image_bytes), Outcome.REJECTED_TOO_LARGE)
+        if not is_readable_mime(image.mime_type):
+            return Reply(replies.not_an_image(image.mime_type or ""), Outcome.REJECTED_NOT_IMAGE)
+        return None
+
+    def _finish(
+        self,
+        event: ChatEvent,
+        question: str,
+        reply: Reply | None,
+        image_bytes: int | None,
+        started: float,
+    ) -> Reply:
+        """Count and log a question's outcome (one prediction-log line), then hand its reply back."""
+        assert reply is not None
+        latency_ms = (time.perf_counter() - started) * 1000 if started else 0.0
+        self.outcomes[(event.platform, reply.outcome.value)] += 1
+        prediction = reply.predictions[0] if reply.predictions else None
         entry = self.prediction_log.record(
-            platform=request.platform,
-            chat_type=request.chat_type,
-            user_id=request.user_id,
-            question=request.question,
-            outcome=reply.outcome,
+            platform=event.platform,
+            chat_type=event.chat_type,
+            user_id=event.user_id,
+            question=question,
+            outcome=reply.outcome.value,
             latency_ms=latency_ms,
             prediction=prediction,
-            image_bytes=size,
-            model_revision=self._revision(),
+            image_bytes=image_bytes,
+            model_revision=self._model_revision(),
         )
         log.info(
             "%s %s user=%s outcome=%s latency=%.0fms",
-            request.platform,
-            request.chat_type,
+            event.platform,
+            event.chat_type,
             entry["user"],
-            reply.outcome,
+            reply.outcome.value,
             latency_ms,
-        )
-        return Reply(reply.text, reply.outcome, {**reply.details, "latency_ms": latency_ms})
-
-    async def _ask(self, request: ChatRequest) -> tuple[Reply, Prediction | None, int | None]:
-        admin = self.is_admin(request.platform, request.user_id)
-        decision = self.limiter.check(request.platform, request.user_id, admin=admin)
-        if not decision.allowed:
-            if decision.reason == "in_flight":
-                return Reply(replies.IN_FLIGHT, "rate_limited"), None, None
-            return (
-                Reply(replies.rate_limited(decision.retry_after_s, str(self.limiter.rate)), "rate_limited"),
-                None,
-                None,
-            )
-        with self.limiter.in_flight(request.platform, request.user_id):
-            refusal = self.check_image(request.image)
-            if refusal is not None:
-                return refusal, None, request.image.size
-            try:
-                data = await request.image.fetch()
-            except Exception as exc:  # network trouble or an expired file: the user can resend
-                log.warning("could not download an image from %s: %s", request.platform, type(exc).__name__)
-                return Reply("I couldn't download that image; please send it again.", "error"), None, None
-            try:
-                prediction = await self.engine.answer(data, request.question)
-            except VQAInputError as exc:
-                reason = _REJECT_REASONS.get(type(exc), "bad_input")
-                return Reply(sentence(str(exc)), f"rejected:{reason}"), None, len(data)
-            except InferenceError as exc:
-                return Reply(sentence(str(exc)), "error"), None, len(data)
-            except EngineError as exc:  # busy, timed out, shutting down: try again later
-                return Reply(sentence(str(exc)), "busy"), None, len(data)
-            except Exception:
-                log.exception("unexpected error while answering a %s question", request.platform)
-                return Reply(replies.ERROR, "error"), None, len(data)
-        return Reply(replies.format_prediction(prediction), "answered"), prediction, len(data)
-
-    def check_image(self, image: ImageRef) -> Reply | None:
-        """Refuse, before downloading, what the platform already tells us we cannot use."""
-        if image.size is not None and image.size > self.max_image_bytes:
-            limit = human_bytes(self.max_image_bytes)
-            return Reply(
-                f"That image is larger than {limit} ({human_bytes(image.size)}); please send a smaller one.",
-                "rejected:too_large",
-            )
-        mime = (image.mime_type or "").lower()
-        if mime and mime not in _IMAGE_MIMES and mime != "application/octet-stream":  # that one: read it
-            return Reply(
-                f"That file is {describe_mime(mime)}, not an image I can read; please send {SUPPORTED}.",
-                "rejected:not_image",
-            )
-        return None
-
-    def refuse(self, request: ChatRequest, reply: Reply) -> Reply:
-        """Log a request the adapter answered itself (e.g. a file refused before any download)."""
-        self.outcomes[(request.platform, reply.outcome)] += 1
-        self.prediction_log.record(
-            platform=request.platform,
-            chat_type=request.chat_type,
-            user_id=request.user_id,
-            question=request.question,
-            outcome=reply.outcome,
-            latency_ms=0.0,
-            image_bytes=request.image.size,
-            model_revision=self._revision(),
         )
         return reply
 
-    # -- admin ------------------------------------------------------------------------------
+    # -- commands -----------------------------------------------------------------------------
 
-    def health_text(self) -> str:
-        return format_health(self.engine.stats(), platforms=self.platforms)
+    async def _command(self, event: ChatEvent) -> Reply:
+        if event.command in (Command.START, Command.HELP):
+            text = replies.help_text(event.platform, max_image_bytes=self.max_image_bytes)
+            return Reply(text, Outcome.HELP)
+        if not self.is_admin(event.platform, event.user_id):
+            log.info("%s: refused /%s from a non-admin", event.platform, event.command)
+            return Reply(replies.NOT_ADMIN, Outcome.NOT_ADMIN, private=True)
+        stats = self.engine.stats()
+        if event.command is Command.HEALTH:
+            text = format_health(stats, platforms=list(self.platforms()))
+        else:
+            text = format_stats(stats, self.outcomes, remembered_images=await self.memory.count())
+        return Reply(text, Outcome.ADMIN, private=True)
 
-    def stats_text(self) -> str:
-        return format_stats(self.engine.stats(), self.outcomes, remembered_images=len(self.memory))
-
-    def _revision(self) -> str | None:
-        try:
-            stats = self.engine.stats()
-        except Exception:
-            return None
-        return stats.revision or stats.model_id or None
+    def _model_revision(self) -> str | None:
+        """The model's revision for the log (it does not change while the process runs)."""
+        if self._revision is None:
+            try:
+                stats = self.engine.stats()
+            except Exception:
+                return None
+            self._revision = stats.revision or stats.model_id or None
+        return self._revision

@@ -1,9 +1,14 @@
-"""The Discord adapter (discord.py): messages and slash commands in, ``ChatCore`` replies out.
+"""The Discord adapter (discord.py): messages and slash commands in, the core's replies out.
 
-Works without the privileged message-content intent: Discord still delivers the content of
-messages that mention the bot, of DMs, and of slash commands, which is all the bot answers.
-With the intent granted (``DISCORD_MESSAGE_CONTENT=true``) nothing else changes: guild messages
-that do not mention the bot are still ignored, never answered.
+It translates a Discord message or interaction into a ``ChatEvent`` and delivers the ``Reply``
+the core returns; nothing about the conversation is decided here. Works without the privileged
+message-content intent: Discord still delivers the content of messages that mention the bot, of
+DMs and of slash commands. With the intent (``DISCORD_MESSAGE_CONTENT=true``) the bot can also
+see the image of a message someone replies to.
+
+Delivery: discord.py retries 429 and 5xx itself; dropped connections are retried here; a reply
+whose question was deleted is still sent (``fail_if_not_exists=False``); an interaction that
+expired falls back to a message in its channel. Replies never ping anyone.
 """
 
 from __future__ import annotations
@@ -12,50 +17,51 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
 
 from bots import replies
-from bots.core import ChatCore, extract_question
-from bots.requests import ChatRequest, ImageRef, Platform
+from bots.core import ChatCore
+from bots.delivery import with_retries
+from bots.events import ChatEvent, Command, ImageRef, Outcome, Platform, Reply
+from bots.typing import typing_while_slow
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 PLATFORM: Platform = "discord"
 MAX_CHARS = 2000
 #: an interaction must be acknowledged within 3 s: answer at once if the answer is this quick,
 #: otherwise defer ("thinking…") and follow up
 DEFER_AFTER_S = 2.0
-READY_TIMEOUT_S = 60.0
-#: without the message-content intent Discord hides other messages' attachments from the bot
-CANNOT_SEE_REFERENCE = (
-    "I can't see the image in that message (this bot doesn't have Discord's message-content "
-    "permission). Mention me in the message with the image, or use /ask."
-)
 
 
 def point_at(api_base: str | None, gateway_url: str | None) -> None:
-    """Talk to another Discord API/gateway (a proxy, or a test's loopback fake)."""
+    """Talk to another Discord API/gateway (a proxy, or a test's loopback fake).
+
+    discord.py keeps both as class attributes: this is the way it offers to change them.
+    """
     if api_base:
         discord.http.Route.BASE = api_base.rstrip("/")
     if gateway_url:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
-def image_of(message: discord.Message) -> discord.Attachment | None:
-    """The first attachment that may be an image (an undeclared type is read by content)."""
-    for attachment in message.attachments:
-        if attachment.content_type is None or attachment.content_type.startswith("image/"):
-            return attachment
-    return message.attachments[0] if message.attachments else None
+def is_transient(exc: BaseException) -> bool:
+    """Worth another try: the connection failed. (discord.py already retried 429 and 5xx.)"""
+    if isinstance(exc, discord.HTTPException):
+        return False
+    return isinstance(exc, aiohttp.ClientError | OSError | TimeoutError)
 
 
 def image_ref(attachment: discord.Attachment) -> ImageRef:
     return ImageRef(
-        fetch=attachment.read,
+        attachment.url,
         size=attachment.size,
         mime_type=(attachment.content_type or "").split(";")[0] or None,
         file_name=attachment.filename,
@@ -64,8 +70,68 @@ def image_ref(attachment: discord.Attachment) -> ImageRef:
     )
 
 
+def images_of(message: discord.Message) -> tuple[ImageRef, ...]:
+    """The image attachments (an undeclared type may be one); else the others, for the core to refuse."""
+    images = [a for a in message.attachments if a.content_type is None or a.content_type.startswith("image/")]
+    return tuple(image_ref(a) for a in (images or message.attachments))
+
+
+def _command_shape(command: Mapping[str, Any]) -> tuple[object, ...]:
+    """What makes two registrations of a slash command the same, as Discord stores it."""
+    options = tuple(
+        (o["name"], o["type"], o.get("description", ""), bool(o.get("required", False)))
+        for o in command.get("options", [])
+    )
+    return command["name"], command.get("type", 1), command.get("description", ""), options
+
+
+class VQAClient(discord.Client):
+    """A discord.py client that sends events to ``DiscordAdapter`` and registers the slash
+    commands in ``setup_hook`` — only when they changed, since registering is rate-limited."""
+
+    def __init__(
+        self,
+        adapter: DiscordAdapter,
+        *,
+        intents: discord.Intents,
+        sync_commands: bool,
+        guild_ready_timeout: float,
+    ) -> None:
+        # we never join voice channels: no "voice will NOT be supported" warnings
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        super().__init__(
+            intents=intents,
+            guild_ready_timeout=guild_ready_timeout,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.adapter = adapter
+        self.sync_commands = sync_commands
+        self.tree = app_commands.CommandTree(self)
+        adapter.register(self.tree)
+
+    async def setup_hook(self) -> None:
+        try:
+            commands = self.tree.get_commands()
+            local = sorted(_command_shape(c.to_dict(self.tree)) for c in commands)
+            if not self.sync_commands:
+                remote = sorted(_command_shape(c.to_dict()) for c in await self.tree.fetch_commands())
+                if remote == local:
+                    log.info("discord: the slash commands are registered already")
+                    return
+            await self.tree.sync()
+            log.info("discord: registered the slash commands")
+        except discord.HTTPException as exc:  # the bot still answers messages without them
+            log.warning("discord: could not register the slash commands: %s", exc)
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self.adapter.on_message(message)
+
+    async def on_error(self, event_method: str, /, *args: object, **kwargs: object) -> None:
+        log.exception("discord: error in %s", event_method)
+
+
 class DiscordAdapter:
-    """Owns one ``discord.Client`` and its command tree; ``start()``/``stop()`` from ``main.py``."""
+    """Owns one ``VQAClient``; ``start()``/``stop()`` from ``main.py``."""
 
     def __init__(
         self,
@@ -73,194 +139,221 @@ class DiscordAdapter:
         *,
         token: str,
         message_content: bool = False,
+        sync_commands: bool = False,
         guild_ready_timeout: float = 2.0,
         defer_after_s: float = DEFER_AFTER_S,
+        drain_s: float = 8.0,
     ) -> None:
         self.core = core
         self.defer_after_s = defer_after_s
+        self.drain_s = drain_s
         self._token = token
         intents = discord.Intents.default()
         intents.message_content = message_content
-        self.client = discord.Client(intents=intents, guild_ready_timeout=guild_ready_timeout)
-        self.tree = app_commands.CommandTree(self.client)
-        self._ready = asyncio.Event()
+        self.client = VQAClient(
+            self, intents=intents, sync_commands=sync_commands, guild_ready_timeout=guild_ready_timeout
+        )
         self._runner: asyncio.Task[None] | None = None
-        self._register()
+        self._turns: set[asyncio.Task[Any]] = set()  # handlers running now, awaited on stop
 
-    # -- wiring -----------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self.client.is_ready() and not self.client.is_closed()
 
-    def _register(self) -> None:
-        client, tree = self.client, self.tree
-
-        @client.event
-        async def on_ready() -> None:
-            self._ready.set()
-
-        @client.event
-        async def on_message(message: discord.Message) -> None:
-            await self.on_message(message)
-
-        @client.event
-        async def on_error(event: str, *args: object, **kwargs: object) -> None:
-            log.exception("discord: error in %s", event)
-
+    def register(self, tree: app_commands.CommandTree) -> None:
         @tree.command(name="ask", description="Ask a question about an image")
         @app_commands.describe(image="the picture", question="e.g. what color is the shape?")
         async def ask(interaction: discord.Interaction, image: discord.Attachment, question: str) -> None:
-            await self.on_ask(interaction, image, question)
+            await self._interaction(interaction, images=(image_ref(image),), text=question)
+
+        @tree.command(name="help", description="How to use this bot")
+        async def help_(interaction: discord.Interaction) -> None:
+            await self._interaction(interaction, command=Command.HELP)
 
         @tree.command(name="health", description="Is the bot healthy? (admins)")
         async def health(interaction: discord.Interaction) -> None:
-            await self._admin_only(interaction, self.core.health_text)
+            await self._interaction(interaction, command=Command.HEALTH)
 
         @tree.command(name="stats", description="What has the bot been doing? (admins)")
         async def stats(interaction: discord.Interaction) -> None:
-            await self._admin_only(interaction, self.core.stats_text)
+            await self._interaction(interaction, command=Command.STATS)
 
         @tree.error
         async def on_command_error(
             interaction: discord.Interaction, error: app_commands.AppCommandError
         ) -> None:
             log.error("discord: error in a slash command", exc_info=error)
-            with contextlib.suppress(discord.HTTPException):
-                if interaction.response.is_done():
-                    await interaction.followup.send(replies.ERROR, ephemeral=True)
-                else:
-                    await interaction.response.send_message(replies.ERROR, ephemeral=True)
+            with contextlib.suppress(Exception):
+                await self._respond(interaction, Reply(replies.ERROR, Outcome.ERROR, private=True))
 
     # -- lifetime ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Log in, connect, register the slash commands; raises if Discord refuses us."""
+        """Log in (registering the slash commands if they changed), connect, wait until ready.
+
+        Raises what stops it (a bad token, a missing intent); cancelling it (a login that hangs
+        and a SIGTERM, or the login timeout) closes everything it opened.
+        """
+        ready: asyncio.Task[None] | None = None
         try:
-            await self.client.login(self._token)  # discord.LoginFailure for a bad token
+            await self.client.login(self._token)
+            self._runner = asyncio.create_task(self.client.connect(reconnect=True))
+            ready = asyncio.create_task(self.client.wait_until_ready())
+            await asyncio.wait({self._runner, ready}, return_when=asyncio.FIRST_COMPLETED)
+            if not ready.done():
+                self._runner.result()  # raises what stopped the gateway
+                raise ConnectionError("discord: the gateway closed before the bot was ready")
         except BaseException:
-            await self.client.close()  # the HTTP session it opened
+            if ready is not None:
+                ready.cancel()
+            await self._close()
             raise
-        self._runner = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway")
-        ready = asyncio.create_task(self._ready.wait())
-        done, _ = await asyncio.wait(
-            {self._runner, ready}, timeout=READY_TIMEOUT_S, return_when="FIRST_COMPLETED"
-        )
-        if ready not in done:
-            ready.cancel()
-            if self._runner.done():
-                await self.client.close()
-                self._runner.result()  # raises what stopped the gateway (e.g. a missing intent)
-            await self.client.close()
-            raise TimeoutError(f"discord: not ready after {READY_TIMEOUT_S:.0f} s")
-        try:
-            await self.tree.sync()
-        except discord.HTTPException as exc:  # the bot still answers messages without them
-            log.warning("discord: could not register the slash commands: %s", exc)
-        self.core.platforms.append(PLATFORM)
         user = self.client.user
         log.info("discord: connected as %s", user.name if user else "?")
 
     async def stop(self) -> None:
-        """Stop taking events, let the handlers already running finish, then disconnect."""
-        pending = [t for t in asyncio.all_tasks() if t.get_name().startswith("discord.py: on_")]
-        if pending:
-            await asyncio.wait(pending, timeout=30)
+        """Answer the questions already received (for up to ``drain_s``), then disconnect."""
+        if self._turns:
+            _, pending = await asyncio.wait(set(self._turns), timeout=self.drain_s)
+            if pending:
+                log.warning("discord: %d questions still unanswered at shutdown", len(pending))
+        await self._close()
+        log.info("discord: stopped")
+
+    async def _close(self) -> None:
         await self.client.close()
         if self._runner is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._runner
-        if PLATFORM in self.core.platforms:
-            self.core.platforms.remove(PLATFORM)
-        log.info("discord: stopped")
 
     # -- messages ---------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
-        """DMs, and guild messages that mention the bot: a question about an image."""
         me = self.client.user
         if me is None or message.author.bot:
             return
         in_dm = isinstance(message.channel, discord.DMChannel)
-        if not in_dm and not any(user.id == me.id for user in message.mentions):
-            return  # guild chatter: never answered
-        chat_type = "dm" if in_dm else "guild"
-        user_id, channel_id = str(message.author.id), str(message.channel.id)
-        question = extract_question(_without_mentions(message.content, me.id))
-        attachment = image_of(message)
-        if attachment is None and message.reference is not None:
-            attachment = await self._referenced_image(message)
-        image = image_ref(attachment) if attachment is not None else None
-        if image is not None and self.core.check_image(image) is None:
-            self.core.memory.remember(PLATFORM, channel_id, user_id, image)
-        if image is None:
-            image = self.core.memory.recall(PLATFORM, channel_id, user_id)
-        if image is None and message.reference is not None and not self.client.intents.message_content:
-            await self._reply(message, CANNOT_SEE_REFERENCE)
-            return
-        if image is None:
-            if not in_dm and not question:
-                return  # a bare mention with nothing to look at
-            await self._reply(message, replies.NO_IMAGE)
-            return
-        request = ChatRequest(PLATFORM, user_id, channel_id, chat_type, question, image)
-        if not question:
-            refusal = self.core.check_image(image)
-            text = self.core.refuse(request, refusal).text if refusal is not None else _ask_what(in_dm)
-            await self._reply(message, text)
-            return
-        async with message.channel.typing():
-            reply = await self.core.ask(request)
-        await self._reply(message, reply.text)
+        replied_image, replied_hidden = await self._replied(message, me)
+        event = ChatEvent(
+            platform=PLATFORM,
+            chat_id=str(message.channel.id),
+            chat_type="dm" if in_dm else "guild",
+            private=in_dm,
+            user_id=str(message.author.id),
+            addressed=in_dm or any(user.id == me.id for user in message.mentions),
+            fetch=self._fetch,
+            text=re.sub(rf"<@!?{me.id}>", " ", message.content or ""),
+            images=images_of(message),
+            replied_image=replied_image,
+            replied_hidden=replied_hidden,
+        )
+        async with self._turn():
+            if not event.addressed:
+                await self.core.handle(event)  # remembers the image, answers nothing
+                return
+            async with typing_while_slow(message.channel.typing):
+                reply = await self.core.handle(event)
+            if reply is not None:
+                await self._send(message, reply.text)
 
-    async def _referenced_image(self, message: discord.Message) -> discord.Attachment | None:
+    async def _replied(
+        self, message: discord.Message, me: discord.ClientUser
+    ) -> tuple[ImageRef | None, bool]:
+        """The image of the message this one replies to; or whether Discord hides it from us."""
         reference = message.reference
-        assert reference is not None
+        if reference is None or reference.message_id is None:
+            return None, False
         referenced = reference.resolved
-        if not isinstance(referenced, discord.Message) and reference.message_id is not None:
+        if not isinstance(referenced, discord.Message):
             with contextlib.suppress(discord.HTTPException):
                 referenced = await message.channel.fetch_message(reference.message_id)
-        return image_of(referenced) if isinstance(referenced, discord.Message) else None
+        if not isinstance(referenced, discord.Message):
+            return None, False
+        images = images_of(referenced)
+        if images:
+            return images[0], False
+        # without the content intent, other people's messages arrive without their attachments
+        hidden = not self.client.intents.message_content and referenced.author.id != me.id
+        return None, hidden
 
-    async def _reply(self, message: discord.Message, text: str) -> None:
-        try:
-            await message.reply(replies.clip(text, MAX_CHARS), mention_author=False)
-        except discord.HTTPException:  # the question was deleted meanwhile: answer in the channel
-            await message.channel.send(replies.clip(text, MAX_CHARS))
+    async def _fetch(self, image: ImageRef) -> bytes:
+        return await with_retries(
+            lambda: self.client.http.get_from_cdn(image.source),
+            transient=is_transient,
+            what="discord: downloading an image",
+        )
+
+    async def _send(self, message: discord.Message, text: str) -> None:
+        """Reply to the question; if it was deleted meanwhile, Discord sends it without the quote."""
+        reference = message.to_reference(fail_if_not_exists=False)
+        await self._retrying(
+            lambda: message.channel.send(
+                replies.clip(text, MAX_CHARS), reference=reference, mention_author=False
+            )
+        )
 
     # -- slash commands ---------------------------------------------------------------------
 
-    async def on_ask(
-        self, interaction: discord.Interaction, image: discord.Attachment, question: str
+    async def _interaction(
+        self,
+        interaction: discord.Interaction,
+        *,
+        images: tuple[ImageRef, ...] = (),
+        text: str = "",
+        command: Command | None = None,
     ) -> None:
-        """``/ask image question``: answer at once, or defer and follow up when it takes longer."""
         in_dm = interaction.guild_id is None
-        ref = image_ref(image)
-        user_id, channel_id = str(interaction.user.id), str(interaction.channel_id)
-        if self.core.check_image(ref) is None:
-            self.core.memory.remember(PLATFORM, channel_id, user_id, ref)
-        request = ChatRequest(
-            PLATFORM, user_id, channel_id, "dm" if in_dm else "guild", extract_question(question), ref
+        event = ChatEvent(
+            platform=PLATFORM,
+            chat_id=str(interaction.channel_id),
+            chat_type="dm" if in_dm else "guild",
+            private=in_dm,
+            user_id=str(interaction.user.id),
+            addressed=True,
+            fetch=self._fetch,
+            text=text,
+            images=images,
+            command=command,
         )
-        answering = asyncio.ensure_future(self.core.ask(request))
+        async with self._turn():
+            handling = asyncio.ensure_future(self.core.handle(event))
+            try:
+                reply = await asyncio.wait_for(asyncio.shield(handling), self.defer_after_s)
+            except TimeoutError:  # acknowledge within Discord's 3 s, answer when ready
+                with contextlib.suppress(discord.HTTPException):
+                    await interaction.response.defer(thinking=True)
+                reply = await handling
+            if reply is not None:
+                await self._respond(interaction, reply)
+
+    async def _respond(self, interaction: discord.Interaction, reply: Reply) -> None:
+        """Answer the interaction; when its token has expired, post in its channel instead."""
+        text = replies.clip(reply.text, MAX_CHARS)
         try:
-            reply = await asyncio.wait_for(asyncio.shield(answering), self.defer_after_s)
-        except TimeoutError:
-            await interaction.response.defer(thinking=True)
-            reply = await answering
-            await interaction.followup.send(replies.clip(reply.text, MAX_CHARS))
-            return
-        await interaction.response.send_message(replies.clip(reply.text, MAX_CHARS))
+            if interaction.response.is_done():
+                await self._retrying(lambda: interaction.followup.send(text, ephemeral=reply.private))
+            else:
+                await self._retrying(lambda: interaction.response.send_message(text, ephemeral=reply.private))
+        except (discord.NotFound, discord.Forbidden) as exc:
+            channel = interaction.channel
+            if reply.private or not isinstance(channel, discord.abc.Messageable):
+                raise
+            log.info("discord: the interaction expired (%s); answering in its channel", exc.text)
+            await self._retrying(lambda: channel.send(f"{interaction.user.mention} {text}"[:MAX_CHARS]))
 
-    async def _admin_only(self, interaction: discord.Interaction, text: Callable[[], str]) -> None:
-        if not self.core.is_admin(PLATFORM, str(interaction.user.id)):
-            log.info("discord: refused an admin command from a non-admin")
-            await interaction.response.send_message(replies.NOT_ADMIN, ephemeral=True)
-            return
-        await interaction.response.send_message(replies.clip(text(), MAX_CHARS), ephemeral=True)
+    # -- the pieces -------------------------------------------------------------------------
 
+    @staticmethod
+    async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
+        return await with_retries(call, transient=is_transient, what="discord: sending a reply")
 
-def _without_mentions(content: str, bot_id: int) -> str:
-    return re.sub(rf"<@!?{bot_id}>", " ", content or "")
-
-
-def _ask_what(in_dm: bool) -> str:
-    if in_dm:
-        return replies.ASK_WHAT
-    return "Got the picture. Mention me with your question (e.g. “@me what shape is it?”)."
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """Track the handler, so that ``stop()`` can wait for it."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._turns.add(task)
+        try:
+            yield
+        finally:
+            self._turns.discard(task)

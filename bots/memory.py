@@ -1,37 +1,48 @@
-"""Per-user image memory for follow-up questions: bounded and expiring."""
+"""Each user's last image per chat, for follow-up questions: bounded and expiring.
+
+Only references are kept (``ImageRef`` is plain data), never image bytes. The core talks to
+``ImageStore`` through async calls so the memory can live in this process or in a shared store.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from cachetools import TTLCache
 
-from bots.requests import ImageRef
+from bots.events import ImageRef
+
+#: (platform, chat id, user id)
+MemoryKey = tuple[str, str, str]
+
+
+class ImageStore(Protocol):
+    async def remember(self, key: MemoryKey, image: ImageRef) -> None: ...
+
+    async def recall(self, key: MemoryKey) -> ImageRef | None: ...
+
+    async def count(self) -> int:
+        """Images remembered now (for ``/stats``)."""
+        ...
 
 
 class ImageMemory:
-    """The last image each user sent in each chat, for ``ttl_s`` seconds; at most ``max_users`` kept.
-
-    Only references are kept (see ``ImageRef``), so the memory holds no image bytes.
-    """
+    """In this process: the last image of each (platform, chat, user) for ``ttl_s`` seconds,
+    at most ``max_users`` entries (the oldest go first)."""
 
     def __init__(
         self, *, ttl_s: float = 600.0, max_users: int = 10_000, timer: Callable[[], float] = time.monotonic
     ) -> None:
-        self._images: TTLCache[tuple[str, str, str], ImageRef] = TTLCache(
-            maxsize=max_users, ttl=ttl_s, timer=timer
-        )
+        self._images: TTLCache[MemoryKey, ImageRef] = TTLCache(maxsize=max_users, ttl=ttl_s, timer=timer)
 
-    def remember(self, platform: str, chat_id: str, user_id: str, image: ImageRef) -> None:
-        self._images[(platform, chat_id, user_id)] = image
+    async def remember(self, key: MemoryKey, image: ImageRef) -> None:
+        self._images[key] = image
 
-    def recall(self, platform: str, chat_id: str, user_id: str) -> ImageRef | None:
-        return self._images.get((platform, chat_id, user_id))
+    async def recall(self, key: MemoryKey) -> ImageRef | None:
+        return self._images.get(key)
 
-    def forget(self, platform: str, chat_id: str, user_id: str) -> None:
-        self._images.pop((platform, chat_id, user_id), None)
-
-    def __len__(self) -> int:
+    async def count(self) -> int:
         self._images.expire()
         return len(self._images)

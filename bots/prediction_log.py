@@ -42,6 +42,7 @@ class PredictionLog:
         self._logger = logging.Logger(f"vqa_chat.predictions.{id(self)}")  # private: never propagates
         self._logger.addHandler(logging.handlers.QueueHandler(self._queue))
         self._file_handler = file_handler
+        self._closed = False
         self._listener.start()
 
     def user_hash(self, platform: str, user_id: str) -> str:
@@ -79,6 +80,14 @@ class PredictionLog:
         return entry
 
     def close(self) -> None:
-        """Flush what is queued and close the file."""
-        self._listener.stop()
-        self._file_handler.close()
+        """Flush what is queued and close the file (again: nothing)."""
+        if not self._closed:
+            self._closed = True
+            self._listener.stop()
+            self._file_handler.close()
+
+    def __enter__(self) -> PredictionLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

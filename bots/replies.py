@@ -1,36 +1,74 @@
-"""Every text the bots send, as pure functions: one place to read and change what users see."""
+"""Every sentence a chat user reads, as constants and pure functions: one place to read and change.
+
+(Messages about unusable images and questions come from ``vqa_engine``'s errors, which are
+written for users too; ``sentence()`` gives them a chat reply's capital and full stop.)
+"""
 
 from __future__ import annotations
 
 from vqa_engine import Prediction
+from vqa_engine.formats import SUPPORTED_TEXT, describe_mime
 
 #: below this confidence the answer is worded as a guess
 UNSURE_BELOW = 0.5
+#: candidates below this are not listed under the answer (a row of empty bars says nothing)
+LIST_ABOVE = 0.01
 BAR_WIDTH = 10
-MAX_REPLY_CHARS = 2000  # Discord's limit; Telegram's is 4096
 
-HELP = (
-    "Send me a photo with a question as its caption, e.g. “what color is the shape?”, "
-    "and I'll answer with how sure I am.\n"
-    "• Reply to a photo with a question to ask about that photo.\n"
-    "• Send a photo without a caption, then ask as many questions as you like about it.\n"
-    "• In groups, mention me or use /ask in the caption.\n"
-    "I read PNG, JPEG, WebP, GIF and BMP images up to {max_mb} MB."
-)
+HELP = {
+    "telegram": (
+        "Send me a photo with a question as its caption, e.g. “what color is the shape?”, "
+        "and I'll answer with how sure I am.\n"
+        "• Reply to a photo with a question to ask about that photo.\n"
+        "• Send a photo without a caption, then ask as many questions as you like about it.\n"
+        "• In groups, mention me or use /ask in the caption.\n"
+        "I read {formats} images up to {max_mb} MB."
+    ),
+    "discord": (
+        "Send me an image with a question, e.g. “what color is the shape?”, and I'll answer "
+        "with how sure I am.\n"
+        "• In a server, mention me in the message with the image, or use /ask.\n"
+        "• Reply to a message with an image and mention me to ask about that image.\n"
+        "• Send an image without a question, then ask as many questions as you like about it.\n"
+        "I read {formats} images up to {max_mb} MB."
+    ),
+}
 ASK_WHAT = "Got the picture. What would you like to know about it? (e.g. “what shape is it?”)"
-ASK_WHAT_GROUP = (
-    "Got the picture. Reply to this message with your question (e.g. “what shape is it?”), "
-    "or mention me in your question."
-)
+ASK_WHAT_GROUP = {
+    "telegram": (
+        "Got the picture. Reply to this message with your question (e.g. “what shape is it?”), "
+        "or mention me in your question."
+    ),
+    "discord": "Got the picture. Mention me with your question (e.g. “@me what shape is it?”).",
+}
 NO_IMAGE = (
     "Send me a photo first (with your question as its caption), or reply to a photo with your question."
 )
 NEED_QUESTION = (
     "What would you like to know about this picture? Add a question, e.g. “what color is the shape?”"
 )
+HIDDEN_IMAGE = (
+    "I can't see the image in that message (this bot doesn't have Discord's message-content "
+    "permission). Mention me in the message with the image, or use /ask."
+)
 NOT_ADMIN = "Sorry, that command is for the bot's admins."
-IN_FLIGHT = "I'm still working on your previous questions; please wait for those answers first."
+QUEUE_FULL = (
+    "I already have {waiting} of your questions waiting; I'll answer those first. "
+    "Please send this one again after their answers."
+)
+DOWNLOAD_FAILED = "I couldn't download that image; please send it again."
 ERROR = "Sorry, something went wrong on my side while answering. Please try again in a moment."
+
+
+def help_text(platform: str, *, max_image_bytes: int) -> str:
+    template = HELP.get(platform, HELP["telegram"])
+    return template.format(formats=SUPPORTED_TEXT, max_mb=round(max_image_bytes / 2**20))
+
+
+def ask_what(platform: str, *, private: bool) -> str:
+    """An image without a question. In a group a plain follow-up is not addressed to the bot,
+    so say how to ask."""
+    return ASK_WHAT if private else ASK_WHAT_GROUP.get(platform, ASK_WHAT)
 
 
 def bar(confidence: float, width: int = BAR_WIDTH) -> str:
@@ -39,22 +77,23 @@ def bar(confidence: float, width: int = BAR_WIDTH) -> str:
 
 
 def percent(confidence: float) -> str:
-    """``98%``; never rounds a non-zero value to 0% or a non-certain one to 100%."""
+    """``98%``; never rounds a non-zero value to 0%, and never says 100%: a model's probability
+    that reads 1.0 is a float that ran out of digits, not certainty."""
     value = confidence * 100
     if 0 < value < 1:
         return "<1%"
-    if 99 < value < 100:
+    if value > 99:
         return f"{value:.1f}%" if value < 99.95 else ">99.9%"
     return f"{value:.0f}%"
 
 
 def format_prediction(prediction: Prediction, *, others: int = 2) -> str:
-    """The answer, how sure, and the next candidates as short bars."""
+    """The answer, how sure, and the next candidates worth naming, as short bars."""
     if prediction.confidence < UNSURE_BELOW:
         head = f"Not sure — maybe {prediction.answer} ({percent(prediction.confidence)})"
     else:
         head = f"{prediction.answer} — {percent(prediction.confidence)} sure"
-    rest = prediction.top_k[1 : 1 + others]
+    rest = [c for c in prediction.top_k[1 : 1 + others] if c.confidence >= LIST_ABOVE]
     if not rest:
         return head
     width = max(len(c.answer) for c in rest)
@@ -62,10 +101,50 @@ def format_prediction(prediction: Prediction, *, others: int = 2) -> str:
     return head + "\n" + "\n".join(lines)
 
 
+def format_cli(prediction: Prediction) -> str:
+    """``main.py ask``: the answer and the next candidates on one line, by the same percent rules."""
+    lines = [f"{prediction.answer} ({percent(prediction.confidence)} confident)"]
+    others = [c for c in prediction.top_k[1:] if c.confidence >= LIST_ABOVE]
+    if others:
+        lines.append("next: " + ", ".join(f"{c.answer} {percent(c.confidence)}" for c in others))
+    return "\n".join(lines)
+
+
+def numbered(texts: list[str]) -> str:
+    """One reply for several images (an album): a numbered line each."""
+    return "\n".join(f"{n}. " + text.replace("\n", "\n    ") for n, text in enumerate(texts, start=1))
+
+
 def rate_limited(retry_after_s: int, rate: str) -> str:
     wait = f"{retry_after_s} seconds" if retry_after_s != 1 else "1 second"
     return f"You're asking faster than I can keep up ({rate}). Please try again in {wait}."
 
 
-def clip(text: str, limit: int = MAX_REPLY_CHARS) -> str:
+def queue_full(waiting: int) -> str:
+    return QUEUE_FULL.format(waiting=waiting)
+
+
+def too_large(size: int, limit: int) -> str:
+    return f"That image is larger than {human_bytes(limit)} ({human_bytes(size)}); please send a smaller one."
+
+
+def not_an_image(mime_type: str) -> str:
+    return (
+        f"That file is {describe_mime(mime_type)}, not an image I can read; "
+        f"please send a {SUPPORTED_TEXT} image."
+    )
+
+
+def sentence(message: str) -> str:
+    """Engine messages are lower-case clauses; a chat reply starts with a capital and ends with a stop."""
+    message = message[:1].upper() + message[1:]
+    return message if message.endswith((".", "!", "?")) else message + "."
+
+
+def human_bytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
+
+
+def clip(text: str, limit: int) -> str:
+    """Fit a platform's message length limit."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,8 +1,13 @@
-"""The Telegram adapter (python-telegram-bot, long polling): Telegram updates in, ``ChatCore`` replies out.
+"""The Telegram adapter (python-telegram-bot, long polling): updates in, the core's replies out.
 
-Thin on purpose: it finds the image and the question in an update, says "typing…", and sends
-back the one reply the core produces. Handlers run concurrently, so a slow answer for one user
-never holds up another.
+It translates a Telegram message into a ``ChatEvent`` (who, where, whether the bot was
+addressed, the text without the bot's @mention, the photo or image file, the replied-to photo)
+and delivers the ``Reply`` the core returns. Nothing about the conversation is decided here.
+
+Delivery: ``AIORateLimiter`` keeps the bot under Telegram's flood limits and retries a 429 after
+its ``retry_after``; dropped connections, timeouts and 5xx answers are retried with backoff; a
+reply whose question was deleted meanwhile is sent without the quote; the apology after an
+unexpected error never raises.
 """
 
 from __future__ import annotations
@@ -10,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from telegram import BotCommand, Document, Message, MessageEntity, PhotoSize, Update
+from telegram import BotCommand, Message, MessageEntity, PhotoSize, Update
 from telegram.constants import ChatAction, ChatType
-from telegram.error import TelegramError
+from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import (
+    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CommandHandler,
@@ -26,27 +34,32 @@ from telegram.ext import (
 )
 
 from bots import replies
-from bots.core import ChatCore, extract_question
-from bots.requests import ChatRequest, ImageRef, Platform, Reply
+from bots.core import ChatCore
+from bots.delivery import with_retries
+from bots.events import ChatEvent, Command, ImageRef, Platform, Reply
 from bots.telegram_http import AiohttpRequest
+from bots.typing import typing_while_slow
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 PLATFORM: Platform = "telegram"
+MAX_CHARS = 4096
 #: an album arrives as one update per photo; wait this long after the last one before answering
 ALBUM_WAIT_S = 0.8
-#: Telegram shows "typing…" for about 5 s; repeat it while the answer takes longer
-TYPING_EVERY_S = 4.5
+#: how often a 429 is retried (after Telegram's ``retry_after``) before giving up
+FLOOD_RETRIES = 3
 COMMANDS = [
     BotCommand("ask", "ask about a photo (reply to it, or put /ask in its caption)"),
     BotCommand("help", "how to use this bot"),
     BotCommand("start", "what this bot does"),
 ]
+_COMMANDS = {"start": Command.START, "help": Command.HELP, "health": Command.HEALTH, "stats": Command.STATS}
 
 
 @dataclass
 class _Album:
-    updates: list[Update] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     flush: asyncio.TimerHandle | None = None
 
 
@@ -57,6 +70,15 @@ def pick_photo(sizes: tuple[PhotoSize, ...], min_side: int) -> PhotoSize:
         if min(size.width, size.height) >= min_side:
             return size
     return ordered[-1]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another try: the network or Telegram failed, not our request (a 400 is ours)."""
+    return isinstance(exc, NetworkError) and not isinstance(exc, BadRequest)
+
+
+def _reply_target_gone(exc: BadRequest) -> bool:
+    return "repl" in exc.message.lower() and "not found" in exc.message.lower()
 
 
 class TelegramAdapter:
@@ -73,17 +95,21 @@ class TelegramAdapter:
         poll_timeout: int = 30,
         concurrent_updates: int = 64,
         connection_pool_size: int = 32,
+        drain_s: float = 8.0,
     ) -> None:
         self.core = core
+        self.drain_s = drain_s
         self.min_image_side = min_image_side
         self.poll_timeout = poll_timeout
-        # Updates are handled concurrently (bounded), over aiohttp (see bots/telegram_http.py)
+        # updates are handled concurrently (bounded), over aiohttp (see bots/telegram_http.py)
+        self._requests = (AiohttpRequest(connection_pool_size=connection_pool_size), AiohttpRequest())
         builder = (
             ApplicationBuilder()
             .token(token)
             .concurrent_updates(concurrent_updates)
-            .request(AiohttpRequest(connection_pool_size=connection_pool_size))
-            .get_updates_request(AiohttpRequest(connection_pool_size=1))
+            .request(self._requests[0])
+            .get_updates_request(self._requests[1])
+            .rate_limiter(AIORateLimiter(max_retries=FLOOD_RETRIES))
         )
         if base_url:
             builder = builder.base_url(base_url)
@@ -92,23 +118,26 @@ class TelegramAdapter:
         self.app: Application = builder.build()
         self._albums: dict[str, _Album] = {}
         self._album_tasks: set[asyncio.Task[None]] = set()
+        self._username_re: re.Pattern[str] | None = None
+        self.connected = False
         self._register()
 
     def _register(self) -> None:
         app = self.app
         new = filters.UpdateType.MESSAGE  # an edited message is not a new question
-        app.add_handler(CommandHandler(["start", "help"], self.on_help, filters=new))
-        app.add_handler(CommandHandler("health", self.on_health, filters=new))
-        app.add_handler(CommandHandler("stats", self.on_stats, filters=new))
-        app.add_handler(CommandHandler("ask", self.on_text, filters=new))
-        app.add_handler(MessageHandler(new & (filters.PHOTO | filters.Document.ALL), self.on_image))
-        app.add_handler(MessageHandler(new & filters.TEXT & ~filters.COMMAND, self.on_text))
+        app.add_handler(CommandHandler(list(_COMMANDS), self.on_command, filters=new))
+        app.add_handler(CommandHandler("ask", self.on_message, filters=new))
+        app.add_handler(MessageHandler(new & (filters.PHOTO | filters.Document.ALL), self.on_message))
+        app.add_handler(MessageHandler(new & filters.TEXT & ~filters.COMMAND, self.on_message))
         app.add_error_handler(self.on_error)
 
     # -- lifetime ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Log in (``getMe``), publish the command list, start long polling."""
+        """Log in (``getMe``), publish the command list, start long polling.
+
+        Cancelling it (a SIGTERM during a login that hangs) leaves nothing open.
+        """
         try:
             await self.app.initialize()
             with contextlib.suppress(TelegramError):  # a cosmetic nicety: never fatal
@@ -119,269 +148,207 @@ class TelegramAdapter:
                 timeout=self.poll_timeout, poll_interval=0, drop_pending_updates=False
             )
         except BaseException:
-            with contextlib.suppress(Exception):  # close what was opened; the caller reports
-                if self.app.running:
-                    await self.app.stop()
-                await self.app.shutdown()
+            await self._close()
             raise
-        self.core.platforms.append(PLATFORM)
-        log.info("telegram: polling as @%s", self.app.bot.username)
+        username = self.app.bot.username or ""
+        self._username_re = re.compile(rf"@{re.escape(username)}\b", re.IGNORECASE)
+        self.connected = True
+        log.info("telegram: polling as @%s", username)
 
     async def stop(self) -> None:
-        """Stop fetching updates, answer what is already in progress, then close."""
-        if self.app.updater is not None and self.app.updater.running:
-            await self.app.updater.stop()
-        for album in list(self._albums.values()):
-            if album.flush is not None:
-                album.flush.cancel()
-            self._spawn_album(album)
-        self._albums.clear()
-        if self._album_tasks:
-            await asyncio.gather(*self._album_tasks, return_exceptions=True)
-        if self.app.running:
-            await self.app.stop()  # waits for handlers still running
-        await self.app.shutdown()
-        if PLATFORM in self.core.platforms:
-            self.core.platforms.remove(PLATFORM)
+        """Stop fetching updates, answer what is already in progress (for up to ``drain_s``),
+        then close. Updates not fetched yet stay with Telegram for the next start."""
+        self.connected = False
+        try:
+            async with asyncio.timeout(self.drain_s):
+                if self.app.updater is not None and self.app.updater.running:
+                    await self.app.updater.stop()
+                for key in list(self._albums):
+                    self._flush_album(key)
+                if self._album_tasks:
+                    await asyncio.gather(*self._album_tasks, return_exceptions=True)
+                if self.app.running:
+                    await self.app.stop()  # waits for the handlers still running
+        except TimeoutError:
+            log.warning("telegram: questions still unanswered after %.0f s; stopping anyway", self.drain_s)
+        await self._close()
         log.info("telegram: stopped")
+
+    async def _close(self) -> None:
+        """Stop the application (it waits for running handlers) and close every HTTP session.
+
+        PTB's ``shutdown()`` does nothing for an application whose ``initialize()`` failed, so the
+        sessions are closed here too: no "Unclosed client session" on any path.
+        """
+        with contextlib.suppress(Exception):
+            if self.app.running:
+                await self.app.stop()
+        with contextlib.suppress(Exception):
+            await self.app.shutdown()
+        for request in self._requests:
+            await request.shutdown()
 
     # -- handlers ---------------------------------------------------------------------------
 
-    async def on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """/start and /help."""
-        max_mb = round(self.core.max_image_bytes / 2**20)
-        await self._send(update.effective_message, replies.HELP.format(max_mb=max_mb))
-
-    async def on_health(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """/health, admins only."""
-        await self._admin_only(update, self.core.health_text)
-
-    async def on_stats(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """/stats, admins only."""
-        await self._admin_only(update, self.core.stats_text)
-
-    async def _admin_only(self, update: Update, text: object) -> None:
+    async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/start, /help, /health, /stats."""
         message = update.effective_message
-        user = update.effective_user
-        if message is None or user is None:
+        if message is None or message.from_user is None or not message.text:
             return
-        if not self.core.is_admin(PLATFORM, str(user.id)):
-            log.info("telegram: refused an admin command from a non-admin")
-            await self._send(message, replies.NOT_ADMIN)
-            return
-        await self._send(message, text())  # type: ignore[operator]
+        name = message.text[1:].split(maxsplit=1)[0].split("@")[0].lower()
+        event = self._event(message, command=_COMMANDS.get(name))
+        await self._deliver(message, await self.core.handle(event))
 
-    async def on_image(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A photo or a file, with or without a caption; albums are gathered first."""
+    async def on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A photo, image file, sticker or text: a question, an image, or both. Albums are gathered."""
         message = update.effective_message
         if message is None or message.from_user is None:
             return
-        image = self._image_of(message)
-        if image is None:
-            return
-        # remember before any await: a follow-up right behind this update must find it
-        # (a file we would refuse anyway does not replace the user's last usable image)
-        if self.core.check_image(image) is None:
-            self.core.memory.remember(PLATFORM, str(message.chat_id), str(message.from_user.id), image)
         if message.media_group_id:
-            self._add_to_album(update, message)
+            self._add_to_album(message)
             return
-        question = self._question(message, message.caption, message.caption_entities)
-        if question is None:
-            return  # a group image that does not address the bot: kept for follow-ups, no reply
-        refusal = self.core.check_image(image)
-        if not question:
-            if refusal is not None:
-                await self._send(message, self.core.refuse(self._request(message, "", image), refusal).text)
-            else:
-                await self._send(message, self._ask_what(message))
-            return
-        await self._answer(message, question, image)
-
-    async def on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A question: in reply to an image, about the user's last image, or ``/ask ...``."""
-        message = update.effective_message
-        if message is None or message.from_user is None:
-            return
-        question = self._question(message, message.text, message.entities)
-        if question is None:
-            return  # group chatter not addressed to the bot
-        replied = message.reply_to_message
-        image = self._image_of(replied) if replied is not None else None
-        if image is None:
-            image = self.core.memory.recall(PLATFORM, str(message.chat_id), str(message.from_user.id))
-        if image is None:
-            await self._send(message, replies.NO_IMAGE)
-            return
-        if not question:
-            await self._send(message, replies.NEED_QUESTION)
-            return
-        await self._answer(message, question, image)
+        await self._turn(message, self._event(message))
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """One place for whatever a handler did not expect: log it, then apologise."""
+        """One place for whatever a handler did not expect: log it, then apologise (never raises)."""
         log.error("telegram: error while handling an update", exc_info=context.error)
         if isinstance(update, Update) and update.effective_message is not None:
-            with contextlib.suppress(TelegramError):
-                await update.effective_message.reply_text(
-                    replies.ERROR, do_quote=True, allow_sending_without_reply=True
-                )
+            try:
+                await self._send(update.effective_message, replies.ERROR)
+            except Exception as exc:
+                log.error("telegram: could not send the apology either: %s", exc)
 
-    # -- the pieces -------------------------------------------------------------------------
+    # -- one turn ---------------------------------------------------------------------------
 
-    def _question(
-        self, message: Message, text: str | None, entities: tuple[MessageEntity, ...] | None
-    ) -> str | None:
-        """The question, or None when a group message is not addressed to the bot."""
-        username = self.app.bot.username
-        if message.chat.type != ChatType.PRIVATE and not self._addressed(message, text, entities or ()):
-            return None
-        return extract_question(text, bot_username=username)
+    async def _turn(self, message: Message, event: ChatEvent) -> None:
+        async with typing_while_slow(lambda: self._typing(message)):
+            reply = await self.core.handle(event)
+        await self._deliver(message, reply)
 
-    def _addressed(self, message: Message, text: str | None, entities: tuple[MessageEntity, ...]) -> bool:
+    def _event(
+        self, message: Message, *, command: Command | None = None, images: tuple[ImageRef, ...] | None = None
+    ) -> ChatEvent:
+        assert message.from_user is not None
+        private = message.chat.type == ChatType.PRIVATE
+        if message.caption is not None:
+            text, entities = message.caption, message.parse_caption_entities()
+        else:
+            text, entities = message.text or "", message.parse_entities()
+        replied = message.reply_to_message
+        if images is None:
+            image = self._image_of(message)
+            images = (image,) if image is not None else ()
+        return ChatEvent(
+            platform=PLATFORM,
+            chat_id=str(message.chat_id),
+            chat_type=message.chat.type,
+            private=private,
+            user_id=str(message.from_user.id),
+            addressed=private or self._addressed(message, entities),
+            fetch=self._fetch,
+            text=self._username_re.sub(" ", text) if self._username_re else text,
+            images=images,
+            replied_image=self._image_of(replied) if replied is not None else None,
+            command=command,
+        )
+
+    def _addressed(self, message: Message, entities: dict[MessageEntity, str]) -> bool:
         """In groups: an @mention, ``/ask`` (ours), or a reply to one of the bot's messages."""
         bot = self.app.bot
+        username = (bot.username or "").lower()
         replied = message.reply_to_message
         if replied is not None and replied.from_user is not None and replied.from_user.id == bot.id:
             return True
-        units = (text or "").encode("utf-16-le")  # entity offsets count UTF-16 code units
-        for entity in entities:
-            value = units[2 * entity.offset : 2 * (entity.offset + entity.length)].decode("utf-16-le")
-            if entity.type == MessageEntity.MENTION and value[1:].lower() == (bot.username or "").lower():
+        for entity, value in entities.items():
+            if entity.type == MessageEntity.MENTION and value[1:].lower() == username:
                 return True
-            if (
-                entity.type == MessageEntity.TEXT_MENTION
-                and entity.user is not None
-                and entity.user.id == bot.id
-            ):
+            if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == bot.id:
                 return True
             if entity.type == MessageEntity.BOT_COMMAND and entity.offset == 0:
-                command, _, target = value[1:].partition("@")
-                if command.lower() == "ask" and (
-                    not target or target.lower() == (bot.username or "").lower()
-                ):
+                command, _, target = value[1:].lower().partition("@")
+                if command == "ask" and target in ("", username):
                     return True
         return False
 
     def _image_of(self, message: Message) -> ImageRef | None:
-        """The image a message carries (best photo size, or an image file), not yet downloaded."""
+        """The image a message carries (best photo size, an image file, a sticker), not yet downloaded."""
         if message.photo:
             size = pick_photo(message.photo, self.min_image_side)
             return ImageRef(
-                fetch=lambda: self._download(size.file_id),
+                size.file_id,
                 size=size.file_size,
                 mime_type="image/jpeg",
                 width=size.width,
                 height=size.height,
             )
-        document: Document | None = message.document
+        document = message.document
         if document is not None:
             return ImageRef(
-                fetch=lambda: self._download(document.file_id),
+                document.file_id,
                 size=document.file_size,
-                mime_type=document.mime_type,  # None: undeclared, the engine reads the content
+                mime_type=document.mime_type,
                 file_name=document.file_name,
             )
-        if message.sticker is not None and not (message.sticker.is_animated or message.sticker.is_video):
-            sticker = message.sticker
-            return ImageRef(
-                fetch=lambda: self._download(sticker.file_id), size=sticker.file_size, mime_type="image/webp"
-            )
+        sticker = message.sticker
+        if sticker is not None and not (sticker.is_animated or sticker.is_video):
+            return ImageRef(sticker.file_id, size=sticker.file_size, mime_type="image/webp")
         return None
 
-    @staticmethod
-    def _ask_what(message: Message) -> str:
-        """In a group, a plain follow-up is not addressed to the bot: say how to ask."""
-        return replies.ASK_WHAT if message.chat.type == ChatType.PRIVATE else replies.ASK_WHAT_GROUP
+    async def _fetch(self, image: ImageRef) -> bytes:
+        async def download() -> bytes:
+            file = await self.app.bot.get_file(image.source)
+            return bytes(await file.download_as_bytearray())
 
-    async def _download(self, file_id: str) -> bytes:
-        file = await self.app.bot.get_file(file_id)
-        return bytes(await file.download_as_bytearray())
+        return await with_retries(download, transient=is_transient, what="telegram: downloading an image")
 
-    def _request(self, message: Message, question: str, image: ImageRef) -> ChatRequest:
-        assert message.from_user is not None
-        return ChatRequest(
-            PLATFORM, str(message.from_user.id), str(message.chat_id), message.chat.type, question, image
-        )
+    async def _typing(self, message: Message) -> None:
+        thread = message.message_thread_id if message.is_topic_message else None
+        await self.app.bot.send_chat_action(message.chat_id, ChatAction.TYPING, message_thread_id=thread)
 
-    async def _answer(self, message: Message, question: str, image: ImageRef) -> None:
-        async with self._typing(message):
-            reply = await self.core.ask(self._request(message, question, image))
-        await self._send(message, reply.text)
+    # -- delivery ---------------------------------------------------------------------------
 
-    async def _send(self, message: Message | None, text: str) -> None:
-        if message is not None:
-            # quote the question, but still answer if it was deleted meanwhile
-            await message.reply_text(
-                replies.clip(text, 4096), do_quote=True, allow_sending_without_reply=True
-            )
+    async def _deliver(self, message: Message, reply: Reply | None) -> None:
+        if reply is not None:
+            await self._send(message, reply.text)
 
-    @contextlib.asynccontextmanager
-    async def _typing(self, message: Message) -> AsyncIterator[None]:
-        """Show "typing…" until the block ends (re-sent every few seconds)."""
-
-        async def keep_typing() -> None:
-            while True:
-                with contextlib.suppress(TelegramError):
-                    await message.get_bot().send_chat_action(
-                        message.chat_id, ChatAction.TYPING, message_thread_id=message.message_thread_id
-                    )
-                await asyncio.sleep(TYPING_EVERY_S)
-
-        task = asyncio.create_task(keep_typing())
+    async def _send(self, message: Message, text: str) -> None:
+        """Reply quoting the question; without the quote when the question is gone."""
+        text = replies.clip(text, MAX_CHARS)
         try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await self._retrying(lambda: message.reply_text(text, do_quote=True))
+        except BadRequest as exc:
+            if not _reply_target_gone(exc):
+                raise
+            log.info("telegram: the question was deleted before its answer; sending it without the quote")
+            await self._retrying(lambda: message.reply_text(text, do_quote=False))
+
+    @staticmethod
+    async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
+        return await with_retries(call, transient=is_transient, what="telegram: sending a reply")
 
     # -- albums -----------------------------------------------------------------------------
 
-    def _add_to_album(self, update: Update, message: Message) -> None:
+    def _add_to_album(self, message: Message) -> None:
         key = f"{message.chat_id}:{message.media_group_id}"
         album = self._albums.setdefault(key, _Album())
-        album.updates.append(update)
+        album.messages.append(message)
         if album.flush is not None:
             album.flush.cancel()
-        loop = asyncio.get_running_loop()
-        album.flush = loop.call_later(ALBUM_WAIT_S, self._flush_album, key)
+        album.flush = asyncio.get_running_loop().call_later(ALBUM_WAIT_S, self._flush_album, key)
 
     def _flush_album(self, key: str) -> None:
         album = self._albums.pop(key, None)
-        if album is not None:
-            self._spawn_album(album)
-
-    def _spawn_album(self, album: _Album) -> None:
-        messages = [u.effective_message for u in album.updates if u.effective_message is not None]
-        captioned = [u for u in album.updates if u.effective_message and u.effective_message.caption]
-        # run by the Application like a handler: what it raises reaches on_error, which apologises
-        # in reply to this update (the captioned photo, which the album's answer quotes too)
-        task = self.app.create_task(self._answer_album(messages), update=(captioned or album.updates)[0])
+        if album is None:
+            return
+        if album.flush is not None:
+            album.flush.cancel()
+        messages = sorted(album.messages, key=lambda m: m.message_id)
+        captioned = next((m for m in messages if m.caption), messages[0])
+        images = tuple(image for image in map(self._image_of, messages) if image is not None)
+        event = self._event(captioned, images=images)
+        # run by the Application like a handler: what it raises reaches on_error, which
+        # apologises in reply to the captioned photo (the one the album's answer quotes)
+        update = Update(update_id=0, message=captioned)
+        task = self.app.create_task(self._turn(captioned, event), update=update)
         self._album_tasks.add(task)
         task.add_done_callback(self._album_tasks.discard)
-
-    async def _answer_album(self, messages: list[Message]) -> None:
-        """Every photo of an album answered, in one reply to the message with the caption."""
-        messages = sorted(messages, key=lambda m: m.message_id)
-        captioned = next((m for m in messages if m.caption), messages[0])
-        question = self._question(captioned, captioned.caption, captioned.caption_entities)
-        if question is None:
-            return
-        if not question:
-            await self._send(captioned, self._ask_what(captioned))
-            return
-        lines = []
-        try:
-            async with self._typing(captioned):
-                for number, message in enumerate(messages, start=1):
-                    image = self._image_of(message)
-                    if image is None:
-                        continue
-                    reply: Reply = await self.core.ask(self._request(message, question, image))
-                    text = reply.text.replace("\n", "\n    ")
-                    lines.append(f"{number}. {text}")
-        except Exception:
-            log.exception("telegram: error while answering an album")
-            lines.append(replies.ERROR)
-        await self._send(captioned, "\n".join(lines) or replies.ERROR)

@@ -3,7 +3,12 @@
 PTB lets an application plug in its own ``BaseRequest``. We do, because at the concurrency a
 busy bot runs at, httpx/httpcore spends its time scanning its connection pool: against the same
 loopback Bot API, 32 concurrent requests ran at ~170 requests/s through httpx and ~3,000/s
-through aiohttp (benchmarks/README.md), and every answer costs about four Bot API calls.
+through aiohttp (benchmarks/README.md), and every answer costs a few Bot API calls.
+
+PTB's four timeouts keep their meaning: ``pool`` bounds the wait for a free connection (and says
+so when the pool is exhausted), ``connect`` the TCP/TLS connect, ``read`` each wait for response
+bytes, and ``write`` the upload; the whole request is bounded by their sum. Proxies come from
+the environment (``HTTPS_PROXY``, ``NO_PROXY``), as with PTB's own transport.
 """
 
 from __future__ import annotations
@@ -11,14 +16,15 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-from telegram._utils.defaultvalue import DefaultValue
-from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+#: the type of PTB's "use the default" marker, without importing PTB's private modules
+_DEFAULT = type(BaseRequest.DEFAULT_NONE)
+
 
 class AiohttpRequest(BaseRequest):
-    """One ``aiohttp.ClientSession`` with a bounded connection pool, PTB's timeout semantics."""
+    """One ``aiohttp.ClientSession`` with a bounded connection pool and PTB's timeout semantics."""
 
     def __init__(
         self,
@@ -29,12 +35,15 @@ class AiohttpRequest(BaseRequest):
         connect_timeout: float | None = 5.0,
         pool_timeout: float | None = 10.0,
     ) -> None:
+        if connection_pool_size < 1:
+            raise ValueError("connection_pool_size must be at least 1")
         self._pool_size = connection_pool_size
         self._read_timeout = read_timeout
         self._write_timeout = write_timeout
         self._connect_timeout = connect_timeout
         self._pool_timeout = pool_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._pool = asyncio.Semaphore(connection_pool_size)
 
     @property
     def read_timeout(self) -> float | None:
@@ -42,9 +51,10 @@ class AiohttpRequest(BaseRequest):
 
     async def initialize(self) -> None:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._pool_size)
             self._session = aiohttp.ClientSession(
-                connector=connector, headers={"User-Agent": self.USER_AGENT}
+                connector=aiohttp.TCPConnector(limit=self._pool_size),
+                headers={"User-Agent": self.USER_AGENT},
+                trust_env=True,  # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as httpx does
             )
 
     async def shutdown(self) -> None:
@@ -56,33 +66,49 @@ class AiohttpRequest(BaseRequest):
         url: str,
         method: str,
         request_data: RequestData | None = None,
-        read_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-        write_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-        connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-        pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        read_timeout: object = BaseRequest.DEFAULT_NONE,
+        write_timeout: object = BaseRequest.DEFAULT_NONE,
+        connect_timeout: object = BaseRequest.DEFAULT_NONE,
+        pool_timeout: object = BaseRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
         if self._session is None or self._session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
-        read = self._read_timeout if isinstance(read_timeout, DefaultValue) else read_timeout
-        connect = self._connect_timeout if isinstance(connect_timeout, DefaultValue) else connect_timeout
-        pool = self._pool_timeout if isinstance(pool_timeout, DefaultValue) else pool_timeout
-        # aiohttp's ``connect`` covers waiting for a pooled connection and opening one
-        waiting = None if connect is None and pool is None else (connect or 0) + (pool or 0)
-        timeout = aiohttp.ClientTimeout(total=None, connect=waiting, sock_read=read)
+        read = _pick(read_timeout, self._read_timeout)
+        write = _pick(write_timeout, self._write_timeout)
+        connect = _pick(connect_timeout, self._connect_timeout)
+        pool = _pick(pool_timeout, self._pool_timeout)
         try:
+            async with asyncio.timeout(pool):
+                await self._pool.acquire()
+        except TimeoutError:
+            raise TimedOut(
+                f"Pool timeout: all {self._pool_size} connections to the Bot API are in use "
+                f"(waited {pool} s); the bot sends more than it can deliver"
+            ) from None
+        try:
+            parts = (connect, write, read)
+            total = None if None in parts else sum(p for p in parts if p is not None)
+            timeout = aiohttp.ClientTimeout(total=total, connect=None, sock_connect=connect, sock_read=read)
             async with self._session.request(
-                method, url, data=_body(request_data), timeout=timeout
+                method, url, data=encode_body(request_data), timeout=timeout
             ) as response:
                 return response.status, await response.read()
-        except TimeoutError as exc:  # aiohttp's timeouts are asyncio.TimeoutError == TimeoutError
-            raise TimedOut from exc
+        except TimeoutError as exc:  # aiohttp's timeouts are TimeoutError subclasses
+            raise TimedOut(f"Timed out: {type(exc).__name__}") from exc
         except aiohttp.ClientError as exc:
             raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
-        except asyncio.CancelledError:
-            raise
+        finally:
+            self._pool.release()
 
 
-def _body(request_data: RequestData | None) -> aiohttp.FormData | dict[str, str] | None:
+def _pick(value: object, default: float | None) -> float | None:
+    """PTB passes its "default" marker or an explicit timeout (None: wait forever)."""
+    if isinstance(value, _DEFAULT):
+        return default
+    return value if value is None else float(value)  # type: ignore[arg-type]
+
+
+def encode_body(request_data: RequestData | None) -> aiohttp.FormData | dict[str, str] | None:
     """Form fields, or multipart when files are uploaded (as PTB's httpx transport sends them)."""
     if request_data is None:
         return None

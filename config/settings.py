@@ -1,12 +1,19 @@
-"""The one settings object, read once in ``main.py`` and passed to whatever needs it."""
+"""The settings: read once in ``main.py``, from the environment, ``.env`` and ``config/*.toml``.
+
+Each part of the service declares its own options once, with defaults, limits and a description
+(``vqa_engine.options.EngineOptions``, ``bots.options.ChatOptions``, …); ``Settings`` is those
+parts side by side, so every option is a flat environment variable (``MAX_BATCH_SIZE``,
+``RATE_LIMIT``) and ``settings.section(EngineOptions)`` hands each part exactly its own options.
+A command reads only the parts it uses (``main.py ask`` does not care about ``RATE_LIMIT``).
+"""
 
 from __future__ import annotations
 
-import re
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -14,69 +21,95 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bots.options import ChatOptions, DiscordOptions, TelegramOptions
+from vqa_engine.options import EngineOptions
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
 DEFAULT_MODEL_DIR = ROOT / "models" / "easy-vqa-film"
-_ADMIN = re.compile(r"^(telegram|discord):\d+$")
-_RATE = re.compile(r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*$", re.IGNORECASE)
+#: ``.env`` beside main.py, then in the working directory (which wins where both set a key)
+ENV_FILES = (ROOT / ".env", Path(".env"))
+
+S = TypeVar("S", bound=BaseModel)
+K = TypeVar("K", bound="_Sources")
 
 
 class SettingsError(Exception):
     """A setting has a value we cannot use; the message names the variable."""
 
 
-class Settings(BaseSettings):
-    """Every knob of the service. Secrets are ``SecretStr``: printing settings never shows them."""
+class ModelSettings(BaseModel):
+    """Which model answers, and the images it accepts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    model_repo_id: str = Field(
+        default=str(DEFAULT_MODEL_DIR), description="a Hugging Face Hub repo id or a local folder"
+    )
+    model_revision: str | None = Field(default=None, description="branch, tag or commit on the Hub")
+    hf_token: SecretStr | None = Field(default=None, description="for private or gated Hub repos")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="where the model runs")
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="larger files are refused")
+    max_image_pixels: int = Field(
+        default=40_000_000, gt=0, description="larger images are refused before decoding"
+    )
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("model_revision", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+class LogSettings(BaseModel):
+    """Application logs (stderr)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="application log level (stderr)"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class ServiceSettings(BaseModel):
+    """The long-running service: its prediction log, its start and its stop."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prediction_log: Path = Field(
+        default=Path("predictions.jsonl"), description="one JSON line per question (rotated at 10 MB x 5)"
+    )
+    prediction_log_salt: SecretStr | None = Field(
+        default=None, description="fixed salt for user hashes (stable across restarts); random if unset"
+    )
+    login_timeout_s: float = Field(
+        default=30.0, gt=0, description="a platform that has not connected by then is reported and skipped"
+    )
+    shutdown_timeout_s: float = Field(
+        default=8.0, ge=0, description="on SIGTERM, how long to keep answering questions already received"
+    )
+
+
+class _Sources(BaseSettings):
+    """Where settings come from: environment > .env files > config/*.toml > defaults."""
 
     model_config = SettingsConfigDict(
-        env_file=".env",
+        env_file=ENV_FILES,
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
         protected_namespaces=(),
+        frozen=True,
     )
-
-    # the model
-    model_repo_id: str = Field(default=str(DEFAULT_MODEL_DIR), description="Hub repo id or local folder")
-    model_revision: str | None = Field(default=None, description="branch, tag or commit on the Hub")
-    hf_token: SecretStr | None = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
-    max_image_pixels: int = Field(default=40_000_000, gt=0)
-    # the engine: micro-batching, backpressure, cache (see vqa_engine.options.EngineOptions)
-    max_batch_size: int = Field(default=32, ge=1, le=1024)
-    max_wait_ms: float = Field(default=5.0, ge=0, le=1000)
-    max_queue: int = Field(default=512, ge=1)
-    request_timeout_s: float = Field(default=30.0, gt=0)
-    cache_size: int = Field(default=1024, ge=0)
-    preprocess_threads: int = Field(default=1, ge=1, le=64)
-    torch_threads: int = Field(default=0, ge=0, description="intra-op threads; 0: torch's default")
-    # chat platforms
-    discord_token: SecretStr | None = None
-    telegram_token: SecretStr | None = None
-    discord_message_content: bool = Field(
-        default=False, description="the privileged message-content intent was granted to the bot"
-    )
-    discord_api_base: str | None = None  # another Discord REST base (a proxy; tests)
-    discord_gateway_url: str | None = None  # another gateway URL (a proxy; tests)
-    telegram_base_url: str | None = None
-    telegram_base_file_url: str | None = None
-    admin_ids: str = Field(default="", description="e.g. telegram:123,discord:456")
-    rate_limit: str = "10/minute"
-    max_in_flight_per_user: int = Field(default=2, ge=1)
-    follow_up_minutes: float = Field(
-        default=10.0, gt=0, description="how long an image is kept for follow-ups"
-    )
-    # logs
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    prediction_log: Path = Path("predictions.jsonl")
-    prediction_log_salt: SecretStr | None = None  # fixed salt: a user hashes the same across restarts
-
-    @property
-    def secrets(self) -> list[str]:
-        """Every secret value set, for log redaction."""
-        values = (self.telegram_token, self.discord_token, self.hf_token, self.prediction_log_salt)
-        return [v.get_secret_value() for v in values if v is not None]
 
     @classmethod
     def settings_customise_sources(
@@ -87,61 +120,72 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_files = sorted(CONFIG_DIR.glob("*.toml"))
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_files)
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=sorted(CONFIG_DIR.glob("*.toml")))
         return init_settings, env_settings, dotenv_settings, toml, file_secret_settings
 
-    @field_validator("log_level", "device", mode="before")
-    @classmethod
-    def _case_insensitive(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        return (
-            value.upper()
-            if value.lower() in ("debug", "info", "warning", "error", "critical")
-            else value.lower()
-        )
-
-    @field_validator("admin_ids")
-    @classmethod
-    def _check_admins(cls, value: str) -> str:
-        for item in filter(None, (part.strip() for part in value.split(","))):
-            if not _ADMIN.match(item):
-                raise ValueError(f"{item!r} is not platform:id (e.g. telegram:123 or discord:456)")
-        return value
-
-    @field_validator("rate_limit")
-    @classmethod
-    def _check_rate(cls, value: str) -> str:
-        if not _RATE.match(value):
-            raise ValueError(f"{value!r} is not a rate like 10/minute or 100/hour")
-        return value
-
-    @field_validator(
-        "model_revision",
-        "telegram_base_url",
-        "telegram_base_file_url",
-        "discord_api_base",
-        "discord_gateway_url",
-        mode="before",
-    )
-    @classmethod
-    def _blank_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
     @property
-    def admins(self) -> frozenset[tuple[str, str]]:
-        """``{("telegram", "123"), ...}`` parsed from ``ADMIN_IDS``."""
-        items = (part.strip() for part in self.admin_ids.split(","))
-        return frozenset(tuple(item.split(":", 1)) for item in items if item)  # type: ignore[misc]
+    def secrets(self) -> list[str]:
+        """Every secret value set (tokens, salts), for log redaction."""
+        values = (getattr(self, name) for name in type(self).model_fields)
+        return [v.get_secret_value() for v in values if isinstance(v, SecretStr)]
+
+    def section(self, part: type[S]) -> S:
+        """The options of one part of the service (e.g. ``EngineOptions``), from these settings."""
+        return part.model_validate({name: getattr(self, name) for name in part.model_fields})
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read the settings; raises ``SettingsError`` naming each bad variable."""
+class Settings(  # type: ignore[misc]  # the sections' configs merge (pydantic does it)
+    _Sources,
+    ModelSettings,
+    EngineOptions,
+    ChatOptions,
+    TelegramOptions,
+    DiscordOptions,
+    ServiceSettings,
+    LogSettings,
+):
+    """Everything ``python main.py`` runs on."""
+
+    model_config = _Sources.model_config  # not the sections' extra="forbid": other keys are ignored
+
+
+class AskSettings(_Sources, ModelSettings, LogSettings):  # type: ignore[misc]
+    """What ``python main.py ask`` uses: a bad ``RATE_LIMIT`` must not stop it."""
+
+    model_config = _Sources.model_config
+
+
+def load_settings(kind: type[K], **overrides: object) -> K:
+    """Read the settings of ``kind`` (``Settings``, ``AskSettings``); raises ``SettingsError``
+    naming each bad variable."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return kind(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from exc
+
+
+def env_files_read() -> list[Path]:
+    """The ``.env`` files that exist (and so were read), for a DEBUG line at start-up."""
+    seen: list[Path] = []
+    for path in ENV_FILES:
+        resolved = path.resolve()
+        if resolved.is_file() and resolved not in seen:
+            seen.append(resolved)
+    return seen
+
+
+def check_writable(path: Path, setting: str) -> None:
+    """Raise ``SettingsError`` naming ``setting`` when ``path`` cannot be created or appended to."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            reason = "a part of that path is a file, not a folder"
+        raise SettingsError(f"{setting}={os.fspath(path)}: cannot write there ({reason})") from exc

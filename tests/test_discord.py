@@ -16,10 +16,11 @@ import pytest
 
 from bots import replies
 from bots.core import ChatCore
-from bots.discord_bot import CANNOT_SEE_REFERENCE, DiscordAdapter
+from bots.discord_bot import DiscordAdapter
 from bots.memory import ImageMemory
 from bots.prediction_log import PredictionLog
-from bots.ratelimit import UserLimiter
+from bots.ratelimit import MemoryRateLimiter
+from bots.user_queue import UserQueue
 from tests.conftest import BUNDLED_MODEL, ROOT
 from tests.fake_discord import FakeDiscord
 from tests.test_engine import GatedModel, in_forward, loader_with
@@ -79,12 +80,15 @@ async def running_bot(
             await engine.start()
             stack.push_async_callback(engine.close)
             log_path = tmp_path / "predictions.jsonl"
+            adapters: list[DiscordAdapter] = []
             core = ChatCore(
                 engine,
-                limiter=UserLimiter("10/minute"),
-                prediction_log=PredictionLog(log_path, salt="test-salt"),
+                limiter=MemoryRateLimiter("10/minute"),
+                queue=UserQueue(),
                 memory=ImageMemory(),
+                prediction_log=PredictionLog(log_path, salt="test-salt"),
                 admins=frozenset({("discord", str(ADMIN))}),
+                platforms=lambda: ["discord"] if adapters and adapters[0].connected else [],
             )
             adapter = DiscordAdapter(
                 core,
@@ -93,6 +97,7 @@ async def running_bot(
                 guild_ready_timeout=0.05,
                 defer_after_s=defer_after_s,
             )
+            adapters.append(adapter)
             bot = Bot(fake, core, adapter, log_path)
             stack.push_async_callback(bot.finish)
             await adapter.start()
@@ -113,7 +118,7 @@ async def test_an_image_in_a_dm_is_answered(bot: Bot) -> None:
     entries = await bot.finish()
     assert sent.content is not None and sent.content.startswith("blue — ")
     assert sent.reply_to == int(message["id"])
-    assert dm in fake.typing
+    assert dm not in fake.typing  # a quick answer: no "typing…"
     assert [(e["platform"], e["chat_type"], e["answer"], e["outcome"]) for e in entries] == [
         ("discord", "dm", "blue", "answered")
     ]
@@ -153,7 +158,7 @@ async def test_a_reply_to_an_image_without_the_content_intent_says_why(bot: Bot)
     fake.send_message(CHANNEL, ALICE, SHAPE_Q, mentions_bot=True, reference=int(photo["id"]))
     answer = await bot.reply(CHANNEL)
     await bot.finish()
-    assert answer == CANNOT_SEE_REFERENCE
+    assert answer == replies.HIDDEN_IMAGE
     assert fake.downloads == []
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from config import DEFAULT_MODEL_DIR, SettingsError, load_settings
+from config import DEFAULT_MODEL_DIR, Settings, SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_defaults() -> None:
-    settings = load_settings()
+    settings = load_settings(Settings)
     assert settings.model_repo_id == str(DEFAULT_MODEL_DIR)
     assert settings.rate_limit == "10/minute"
     assert settings.device == "auto"
@@ -35,7 +35,7 @@ def test_defaults() -> None:
 def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("RATE_LIMIT=3/hour\nADMIN_IDS=telegram:12, discord:34\nLOG_LEVEL=debug\n")
     monkeypatch.setenv("RATE_LIMIT", "5/minute")
-    settings = load_settings()
+    settings = load_settings(Settings)
     assert settings.rate_limit == "5/minute"  # the environment wins over .env
     assert settings.admins == {("telegram", "12"), ("discord", "34")}
     assert settings.log_level == "DEBUG"
@@ -44,7 +44,7 @@ def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 def test_tokens_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TELEGRAM_TOKEN", "123456:very-secret-token")
     monkeypatch.setenv("HF_TOKEN", "hf_secretsecret")
-    settings = load_settings()
+    settings = load_settings(Settings)
     assert settings.telegram_token is not None
     assert settings.telegram_token.get_secret_value() == "123456:very-secret-token"
     for text in (str(settings), repr(settings), str(settings.model_dump())):
@@ -65,4 +65,4 @@ def test_bad_values_name_the_variable(
 ) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=message):
-        load_settings()
+        load_settings(Settings)

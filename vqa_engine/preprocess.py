@@ -25,10 +25,9 @@ from vqa_engine.errors import (
     InvalidQuestionError,
     UnsupportedImageError,
 )
+from vqa_engine.formats import SUPPORTED_FORMATS, SUPPORTED_TEXT
 from vqa_engine.model_config import ModelConfig
 
-SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
-SUPPORTED_TEXT = "PNG, JPEG, WebP, GIF or BMP"
 MAX_QUESTION_CHARS = 500
 
 # Leading bytes of files people send by mistake, so the refusal can name what was sent.

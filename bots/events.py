@@ -1,0 +1,115 @@
+"""A chat turn once the platform is stripped away (``ChatEvent``), and what comes back (``Reply``).
+
+Adapters build one ``ChatEvent`` per platform message or command and send the ``Reply`` the core
+returns; everything in between is decided by ``bots.core`` once, for every platform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from vqa_engine import Prediction
+
+Platform = Literal["telegram", "discord", "web"]
+
+
+class Command(StrEnum):
+    """Commands every front end offers (``/ask`` is a question, not a command)."""
+
+    START = "start"
+    HELP = "help"
+    HEALTH = "health"
+    STATS = "stats"
+
+
+class Outcome(StrEnum):
+    """How a chat turn ended. Questions are logged with these values in the prediction log."""
+
+    ANSWERED = "answered"
+    RATE_LIMITED = "rate_limited"  # over RATE_LIMIT
+    QUEUE_FULL = "queue_full"  # more of this user's questions waiting than MAX_QUEUED_PER_USER
+    BUSY = "busy"  # the engine is full, timed out, or shutting down: try again later
+    ERROR = "error"  # a download or the model failed
+    REJECTED_EMPTY_IMAGE = "rejected:empty_image"
+    REJECTED_NOT_IMAGE = "rejected:not_image"
+    REJECTED_TOO_LARGE = "rejected:too_large"
+    REJECTED_CORRUPT_IMAGE = "rejected:corrupt_image"
+    REJECTED_BAD_QUESTION = "rejected:bad_question"
+    REJECTED_BAD_INPUT = "rejected:bad_input"
+    # not questions: never in the prediction log
+    PROMPT = "prompt"  # an image without a question: "what would you like to know?"
+    NO_IMAGE = "no_image"  # a question without any image to ask about
+    NEED_QUESTION = "need_question"  # an image to ask about, but no question
+    HIDDEN_IMAGE = "hidden_image"  # a reply to an image the platform does not show the bot
+    HELP = "help"
+    ADMIN = "admin"  # /health or /stats for an admin
+    NOT_ADMIN = "not_admin"  # /health or /stats for anyone else
+
+    @property
+    def is_question(self) -> bool:
+        """A question about an image was asked (whatever became of it): it gets a log line."""
+        return self not in _NOT_QUESTIONS
+
+
+_NOT_QUESTIONS = frozenset(
+    {
+        Outcome.PROMPT,
+        Outcome.NO_IMAGE,
+        Outcome.NEED_QUESTION,
+        Outcome.HIDDEN_IMAGE,
+        Outcome.HELP,
+        Outcome.ADMIN,
+        Outcome.NOT_ADMIN,
+    }
+)
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image a user sent, not yet downloaded: plain data, so it can be remembered anywhere.
+
+    ``source`` is what the platform needs to fetch it again (a Telegram file id, a Discord
+    attachment URL); size and type, as the platform declares them, are checked before any download.
+    """
+
+    source: str
+    size: int | None = None  # bytes
+    mime_type: str | None = None  # None: undeclared, the bytes decide
+    file_name: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+#: downloads an image of the adapter's platform (raises on network trouble or an expired file)
+Fetch = Callable[[ImageRef], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class ChatEvent:
+    """One message or command, as every platform can say it."""
+
+    platform: Platform
+    chat_id: str
+    chat_type: str  # as the platform names it (for the log): private, group, supergroup, dm, guild, web
+    private: bool  # a one-to-one chat with the bot
+    user_id: str
+    addressed: bool  # meant for the bot: a private chat, a mention, /ask, a reply to the bot
+    fetch: Fetch
+    text: str = ""  # what the user wrote, without the bot's own mention
+    images: tuple[ImageRef, ...] = ()  # what the message carries (an album: several)
+    replied_image: ImageRef | None = None  # the image of the message this one replies to
+    replied_hidden: bool = False  # it replies to a message whose image the platform hides from us
+    command: Command | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The one message a turn gets."""
+
+    text: str
+    outcome: Outcome
+    private: bool = False  # meant for the asker only (Discord sends it ephemeral)
+    predictions: tuple[Prediction, ...] = ()  # what was answered, in order

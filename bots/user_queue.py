@@ -1,0 +1,129 @@
+"""Each user's questions in a line: a few run at once, the rest wait, answers leave in order.
+
+A user who sends three captioned photos at once expects three answers, in the order asked —
+not a refusal. ``MAX_IN_FLIGHT_PER_USER`` questions of one user run together (so one user cannot
+fill the engine's batches alone), up to ``MAX_QUEUED_PER_USER`` more wait their turn, and only
+beyond that is a question turned away. A question that finishes before an earlier one of the
+same user waits for it, so replies go out in the order the questions came.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+
+class QueueFullError(Exception):
+    """The user already has ``waiting`` questions waiting."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(f"{waiting} questions already waiting")
+        self.waiting = waiting
+
+
+@dataclass(eq=False)
+class _Ticket:
+    start: asyncio.Future[None]
+    leave: asyncio.Future[None]
+    started: bool = False
+    finished: bool = False
+
+
+@dataclass
+class _Line:
+    tickets: deque[_Ticket] = field(default_factory=deque)  # arrival order, until they leave
+    running: int = 0
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for t in self.tickets if not t.started)
+
+
+class UserQueue:
+    """Per-key (one key per user) ordered admission; all on the event loop, no locks needed."""
+
+    def __init__(self, *, max_in_flight: int = 2, max_waiting: int = 5) -> None:
+        if max_in_flight < 1 or max_waiting < 0:
+            raise ValueError("max_in_flight must be at least 1 and max_waiting at least 0")
+        self.max_in_flight = max_in_flight
+        self.max_waiting = max_waiting
+        self._lines: dict[Hashable, _Line] = {}
+
+    def admit(self, key: Hashable) -> Turn:
+        """A place in ``key``'s line; raises ``QueueFullError`` when it would wait beyond the bound."""
+        line = self._lines.get(key)
+        if line is not None and line.running >= self.max_in_flight and line.waiting >= self.max_waiting:
+            raise QueueFullError(line.waiting)
+        if line is None:
+            line = self._lines[key] = _Line()
+        loop = asyncio.get_running_loop()
+        ticket = _Ticket(loop.create_future(), loop.create_future())
+        line.tickets.append(ticket)
+        self._advance(line)
+        return Turn(self, key, line, ticket)
+
+    def waiting(self, key: Hashable) -> int:
+        """How many of ``key``'s questions wait for a slot."""
+        line = self._lines.get(key)
+        return line.waiting if line is not None else 0
+
+    @property
+    def users(self) -> int:
+        """Users with a question running or waiting."""
+        return len(self._lines)
+
+    def _advance(self, line: _Line) -> None:
+        """Start waiting tickets (in order) while slots are free; let finished ones leave in order."""
+        for ticket in line.tickets:
+            if line.running >= self.max_in_flight:
+                break
+            if not ticket.started:
+                ticket.started = True
+                line.running += 1
+                if not ticket.start.done():
+                    ticket.start.set_result(None)
+        while line.tickets and line.tickets[0].finished:
+            ticket = line.tickets.popleft()
+            if not ticket.leave.done():
+                ticket.leave.set_result(None)
+
+    def _finish(self, key: Hashable, line: _Line, ticket: _Ticket) -> None:
+        if ticket.finished:
+            return
+        ticket.finished = True
+        if ticket.started:
+            line.running -= 1
+        else:  # gave up while waiting: it never held a slot
+            ticket.started = True
+        self._advance(line)
+        if not line.tickets and self._lines.get(key) is line:
+            del self._lines[key]
+
+
+class Turn:
+    """``async with turn:`` runs when the user's slot is free; leaving waits for earlier questions."""
+
+    def __init__(self, queue: UserQueue, key: Hashable, line: _Line, ticket: _Ticket) -> None:
+        self._queue, self._key, self._line, self._ticket = queue, key, line, ticket
+
+    async def __aenter__(self) -> None:
+        try:
+            await self._ticket.start
+        except BaseException:
+            self._queue._finish(self._key, self._line, self._ticket)
+            raise
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._queue._finish(self._key, self._line, self._ticket)
+        if exc_type is None:
+            # answers leave in the order asked; a cancelled question does not hold others up
+            await asyncio.shield(self._ticket.leave)
+
+    def cancel(self) -> None:
+        """Give the place up without running (the question was refused after admission)."""
+        self._queue._finish(self._key, self._line, self._ticket)
