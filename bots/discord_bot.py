@@ -59,6 +59,12 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, aiohttp.ClientError | OSError | TimeoutError)
 
 
+def _expired(exc: discord.HTTPException) -> bool:
+    """The interaction is over: 10062 Unknown interaction, 10015 Unknown webhook (its token
+    lives 15 minutes), 50027 Invalid webhook token."""
+    return exc.code in (10062, 10015, 50027) or exc.status in (401, 404)
+
+
 def image_ref(attachment: discord.Attachment) -> ImageRef:
     return ImageRef(
         attachment.url,
@@ -195,6 +201,7 @@ class DiscordAdapter:
         and a SIGTERM, or the login timeout) closes everything it opened.
         """
         ready: asyncio.Task[None] | None = None
+        log.info("discord: logging in")
         try:
             await self.client.login(self._token)
             self._runner = asyncio.create_task(self.client.connect(reconnect=True))
@@ -334,9 +341,9 @@ class DiscordAdapter:
                 await self._retrying(lambda: interaction.followup.send(text, ephemeral=reply.private))
             else:
                 await self._retrying(lambda: interaction.response.send_message(text, ephemeral=reply.private))
-        except (discord.NotFound, discord.Forbidden) as exc:
+        except discord.HTTPException as exc:
             channel = interaction.channel
-            if reply.private or not isinstance(channel, discord.abc.Messageable):
+            if not _expired(exc) or reply.private or not isinstance(channel, discord.abc.Messageable):
                 raise
             log.info("discord: the interaction expired (%s); answering in its channel", exc.text)
             await self._retrying(lambda: channel.send(f"{interaction.user.mention} {text}"[:MAX_CHARS]))

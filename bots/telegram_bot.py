@@ -138,6 +138,7 @@ class TelegramAdapter:
 
         Cancelling it (a SIGTERM during a login that hangs) leaves nothing open.
         """
+        log.info("telegram: logging in")
         try:
             await self.app.initialize()
             with contextlib.suppress(TelegramError):  # a cosmetic nicety: never fatal

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from config import DEFAULT_MODEL_DIR, Settings, SettingsError, load_settings
+from bots.options import ChatOptions
+from config import DEFAULT_MODEL_DIR, AskSettings, Settings, SettingsError, load_settings
+from config import settings as settings_module
+from vqa_engine.options import EngineOptions
 
 
 @pytest.fixture(autouse=True)
@@ -66,3 +69,40 @@ def test_bad_values_name_the_variable(
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=message):
         load_settings(Settings)
+
+
+def test_messages_name_the_variable_without_pydantic_prefixes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATE_LIMIT", "lots")
+    with pytest.raises(SettingsError) as error:
+        load_settings(Settings)
+    assert str(error.value) == "invalid settings: RATE_LIMIT: 'lots' is not a rate like 10/minute or 100/hour"
+
+
+def test_ask_reads_only_the_settings_it_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATE_LIMIT", "lots")
+    monkeypatch.setenv("ADMIN_IDS", "alice")
+    monkeypatch.setenv("DEVICE", "CPU")
+    assert load_settings(AskSettings).device == "cpu"
+
+
+def test_a_dotenv_beside_main_py_is_read_and_the_working_directorys_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # by default the first place is the folder of main.py, wherever the service is started from
+    assert settings_module.ENV_FILES[0] == Path(settings_module.__file__).parent.parent / ".env"
+    beside = tmp_path / "install"
+    beside.mkdir()
+    (beside / ".env").write_text("RATE_LIMIT=3/hour\nADMIN_IDS=telegram:1\n")
+    (tmp_path / ".env").write_text("RATE_LIMIT=4/hour\n")  # the working directory (see the fixture)
+    monkeypatch.setattr(settings_module, "ENV_FILES", (beside / ".env", Path(".env")))
+    settings = load_settings(Settings, _env_file=settings_module.ENV_FILES)
+    assert (settings.rate_limit, settings.admin_ids) == ("4/hour", "telegram:1")
+    assert settings_module.env_files_read() == [beside / ".env", tmp_path / ".env"]
+
+
+def test_each_part_gets_exactly_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_BATCH_SIZE", "7")
+    monkeypatch.setenv("MAX_QUEUED_PER_USER", "0")
+    settings = load_settings(Settings)
+    assert settings.section(EngineOptions) == EngineOptions(max_batch_size=7)
+    assert settings.section(ChatOptions).max_queued_per_user == 0

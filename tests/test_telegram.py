@@ -554,6 +554,7 @@ async def test_main_with_a_rejected_token_exits_non_zero_naming_telegram(tmp_pat
     assert [c.status for c in fake.calls_of("getMe")] == [401]
     assert "telegram could not start" in err
     assert "error: no chat platform could start" in err
+    assert "Unclosed" not in err  # every HTTP session of the failed start was closed
     assert wrong not in err and wrong not in out.decode(errors="replace")
     assert wrong.split(":", 1)[1] not in err
 
