@@ -30,8 +30,9 @@ from bots.core import ChatCore  # noqa: E402
 from bots.discord_bot import DiscordAdapter, point_at  # noqa: E402
 from bots.memory import ImageMemory  # noqa: E402
 from bots.prediction_log import PredictionLog  # noqa: E402
-from bots.ratelimit import UserLimiter  # noqa: E402
+from bots.ratelimit import MemoryRateLimiter  # noqa: E402
 from bots.telegram_bot import TelegramAdapter  # noqa: E402
+from bots.user_queue import UserQueue  # noqa: E402
 from tests.fake_discord import FakeDiscord  # noqa: E402
 from tests.fake_telegram import FakeTelegram  # noqa: E402
 from vqa_engine.engine import EngineOptions, VQAEngine  # noqa: E402
@@ -98,7 +99,8 @@ async def run(users: int, questions: int) -> dict[str, object]:
             log = PredictionLog(Path(tmp) / "predictions.jsonl", salt="bench")
             core = ChatCore(
                 timed,  # type: ignore[arg-type]
-                limiter=UserLimiter("100000/minute"),
+                limiter=MemoryRateLimiter("100000/minute"),
+                queue=UserQueue(),
                 prediction_log=log,
                 memory=ImageMemory(),
             )

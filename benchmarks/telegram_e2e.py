@@ -39,8 +39,9 @@ from PIL import Image, PngImagePlugin  # noqa: E402
 from bots.core import ChatCore  # noqa: E402
 from bots.memory import ImageMemory  # noqa: E402
 from bots.prediction_log import PredictionLog  # noqa: E402
-from bots.ratelimit import UserLimiter  # noqa: E402
+from bots.ratelimit import MemoryRateLimiter  # noqa: E402
 from bots.telegram_bot import TelegramAdapter  # noqa: E402
+from bots.user_queue import UserQueue  # noqa: E402
 from tests.fake_telegram import FakeTelegram  # noqa: E402
 from vqa_engine import Prediction  # noqa: E402
 from vqa_engine.engine import EngineOptions, EngineStats, VQAEngine  # noqa: E402
@@ -138,7 +139,8 @@ async def through_telegram(
     prediction_log = PredictionLog(log_dir / "predictions.jsonl", salt="bench")
     core = ChatCore(
         timed,  # type: ignore[arg-type]
-        limiter=UserLimiter("100000/minute"),  # the benchmark measures throughput, not the limit
+        limiter=MemoryRateLimiter("100000/minute"),
+        queue=UserQueue(),  # the benchmark measures throughput, not the limit
         prediction_log=prediction_log,
         memory=ImageMemory(),
     )
