@@ -1,19 +1,27 @@
-"""``RATE_LIMIT`` per user per platform: a moving window from the ``limits`` library.
+"""``RATE_LIMIT`` per user per platform, as a moving window.
 
 The core talks to a ``RateLimiter`` through one async call, so the count can live in this
-process (``MemoryRateLimiter``) or in a store shared by several processes.
+process (``MemoryRateLimiter``) or in a store shared by several processes. The rate is parsed by
+the ``limits`` library (``10/minute``, ``100 per hour``...).
+
+In memory we keep each user's last ``amount`` question times ourselves rather than use
+``limits``' in-memory storage: that storage starts a ``threading.Timer`` to expire entries after
+nearly every hit, which cost the bot's event loop about 1 ms per question at 30 questions/s
+(a thread start, and the wait for it). A deque per user and an expiring map do the same work in
+microseconds, with nothing left behind for idle users.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from cachetools import TTLCache
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 
 
 @dataclass(frozen=True)
@@ -33,14 +41,32 @@ class RateLimiter(Protocol):
 
 
 class MemoryRateLimiter:
-    """In this process's memory (the ``limits`` in-memory storage; its entries expire by themselves)."""
+    """A moving window in this process: at most ``amount`` questions in any ``window`` seconds."""
 
-    def __init__(self, rate: str = "10/minute") -> None:
+    def __init__(
+        self,
+        rate: str = "10/minute",
+        *,
+        max_users: int = 100_000,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate = parse(rate)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._amount = self.rate.amount
+        self._window = float(self.rate.get_expiry())
+        self._timer = timer
+        # a user idle for a whole window has nothing worth keeping
+        self._hits: TTLCache[tuple[str, str], deque[float]] = TTLCache(
+            maxsize=max_users, ttl=self._window, timer=timer
+        )
 
     async def hit(self, platform: str, user_id: str) -> RateDecision:
-        if self._limiter.hit(self.rate, platform, user_id):
-            return RateDecision(True)
-        stats = self._limiter.get_window_stats(self.rate, platform, user_id)
-        return RateDecision(False, retry_after_s=max(1, math.ceil(stats.reset_time - time.time())))
+        now = self._timer()
+        key = (platform, user_id)
+        hits = self._hits.get(key)
+        if hits is None:
+            hits = deque(maxlen=self._amount)
+        if len(hits) == self._amount and hits[0] > now - self._window:
+            return RateDecision(False, retry_after_s=max(1, math.ceil(hits[0] + self._window - now)))
+        hits.append(now)  # the oldest falls out of the full deque
+        self._hits[key] = hits  # (re)sets its expiry: a window after this hit
+        return RateDecision(True)
