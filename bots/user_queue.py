@@ -62,7 +62,7 @@ class UserQueue:
         loop = asyncio.get_running_loop()
         ticket = _Ticket(loop.create_future(), loop.create_future())
         line.tickets.append(ticket)
-        self._advance(line)
+        self._start_waiting(line)
         return Turn(self, key, line, ticket)
 
     def waiting(self, key: Hashable) -> int:
@@ -75,36 +75,43 @@ class UserQueue:
         """Users with a question running or waiting."""
         return len(self._lines)
 
-    def _advance(self, line: _Line) -> None:
-        """Start waiting tickets (in order) while slots are free; let finished ones leave in order."""
+    def _start_waiting(self, line: _Line) -> None:
+        """Start waiting tickets, in order, while slots are free."""
         for ticket in line.tickets:
             if line.running >= self.max_in_flight:
-                break
+                return
             if not ticket.started:
                 ticket.started = True
                 line.running += 1
                 if not ticket.start.done():
                     ticket.start.set_result(None)
-        while line.tickets and line.tickets[0].finished:
-            ticket = line.tickets.popleft()
-            if not ticket.leave.done():
-                ticket.leave.set_result(None)
 
-    def _finish(self, key: Hashable, line: _Line, ticket: _Ticket) -> None:
-        if ticket.finished:
-            return
+    def _finish(self, line: _Line, ticket: _Ticket) -> None:
+        """Its work is done: free its slot; it may leave once every earlier ticket has left."""
         ticket.finished = True
-        if ticket.started:
+        line.running -= 1
+        self._start_waiting(line)
+        if line.tickets[0] is ticket and not ticket.leave.done():
+            ticket.leave.set_result(None)
+
+    def _leave(self, key: Hashable, line: _Line, ticket: _Ticket) -> None:
+        """Gone (answered, refused or cancelled): let the next one leave if it is done too."""
+        if ticket.started and not ticket.finished:
             line.running -= 1
-        else:  # gave up while waiting: it never held a slot
-            ticket.started = True
-        self._advance(line)
+        ticket.started = ticket.finished = True
+        was_head = bool(line.tickets) and line.tickets[0] is ticket
+        if ticket in line.tickets:
+            line.tickets.remove(ticket)
+        self._start_waiting(line)
+        if was_head and line.tickets and line.tickets[0].finished and not line.tickets[0].leave.done():
+            line.tickets[0].leave.set_result(None)
         if not line.tickets and self._lines.get(key) is line:
             del self._lines[key]
 
 
 class Turn:
-    """``async with turn:`` runs when the user's slot is free; leaving waits for earlier questions."""
+    """``async with turn:`` runs when the user's slot is free. On the way out it waits until
+    every earlier question of the user has left, so that replies go out in the order asked."""
 
     def __init__(self, queue: UserQueue, key: Hashable, line: _Line, ticket: _Ticket) -> None:
         self._queue, self._key, self._line, self._ticket = queue, key, line, ticket
@@ -113,17 +120,21 @@ class Turn:
         try:
             await self._ticket.start
         except BaseException:
-            self._queue._finish(self._key, self._line, self._ticket)
+            self.cancel()
             raise
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._queue._finish(self._key, self._line, self._ticket)
         if exc_type is None:
-            # answers leave in the order asked; a cancelled question does not hold others up
-            await asyncio.shield(self._ticket.leave)
+            self._queue._finish(self._line, self._ticket)
+            try:
+                await self._ticket.leave
+            except BaseException:
+                self.cancel()
+                raise
+        self.cancel()  # (an error or a cancellation leaves at once: it holds no one up)
 
     def cancel(self) -> None:
-        """Give the place up without running (the question was refused after admission)."""
-        self._queue._finish(self._key, self._line, self._ticket)
+        """Give the place up (the question was refused after admission, or it is over)."""
+        self._queue._leave(self._key, self._line, self._ticket)
