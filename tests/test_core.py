@@ -244,16 +244,18 @@ async def test_the_user_queue_runs_a_few_keeps_the_rest_waiting_and_lets_them_le
 async def test_answers_leave_in_order_even_when_a_later_one_finishes_in_the_same_tick() -> None:
     queue = UserQueue(max_in_flight=2, max_waiting=5)
     release = {n: asyncio.Event() for n in range(3)}
+    entered: list[int] = []
     finished: list[int] = []
 
     async def question(n: int) -> None:
         async with queue.admit("alice"):
+            entered.append(n)
             await release[n].wait()
         finished.append(n)
 
     tasks = [asyncio.create_task(question(n)) for n in range(3)]
     release[1].set()  # the second is done first and waits for the first; the third starts
-    await until(lambda: queue.waiting("alice") == 0)
+    await until(lambda: entered == [0, 1, 2])
     release[0].set()  # the first and the third finish together:
     release[2].set()  # the third must still not overtake the second
     await asyncio.gather(*tasks)
