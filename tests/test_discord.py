@@ -281,3 +281,20 @@ async def test_replies_fit_discords_2000_characters(bot: Bot) -> None:
     await bot.finish()
     assert 0 < len(reply) <= 2000
     assert reply.startswith("That file is a text file, not an image I can read")
+
+
+async def test_slash_commands_are_registered_only_when_they_changed(tmp_path: Path) -> None:
+    async with running_bot(tmp_path) as bot:
+        fake = bot.fake
+        await bot.finish()
+        first = len(fake.requests_to("PUT /applications/{app_id}/commands"))
+        again = DiscordAdapter(bot.core, token=fake.token, guild_ready_timeout=0.05)
+        await again.start()  # a restart with the same commands
+        await again.stop()
+        forced = DiscordAdapter(bot.core, token=fake.token, guild_ready_timeout=0.05, sync_commands=True)
+        await forced.start()
+        await forced.stop()
+    puts = fake.requests_to("PUT /applications/{app_id}/commands")
+    assert first == 1  # the first start registered them
+    assert len(puts) == 2  # the restart only compared (GET); DISCORD_SYNC_COMMANDS=true registered again
+    assert len(fake.requests_to("GET /applications/{app_id}/commands")) == 2

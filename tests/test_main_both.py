@@ -47,6 +47,7 @@ async def test_both_bots_answer_together_then_exit_0_on_sigterm(tmp_path: Path) 
     assert (discord_reply.content or "").startswith("green — ")
     assert (telegram_reply.text or "").startswith("blue — ")
     assert "telegram: stopped" in err and "discord: stopped" in err
+    assert "voice will NOT be supported" not in err  # we never join voice channels: no noise about it
     for secret in (TOKEN, discord_fake.token):
         assert secret not in err and secret not in out.decode(errors="replace")
     entries = [json.loads(line) for line in (tmp_path / "child.jsonl").read_text().splitlines()]
