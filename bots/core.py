@@ -9,15 +9,19 @@ translate platform objects into events and deliver replies.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from bots import replies
-from bots.events import ChatEvent, Command, ImageRef, Outcome, Reply
+from bots.chart import render_chart
+from bots.events import Button, ChatEvent, Command, ImageRef, Outcome, Reply
+from bots.feedback import Answered, FeedbackBook
 from bots.health import format_health, format_stats
 from bots.memory import ImageStore, MemoryKey
 from bots.prediction_log import PredictionLog
@@ -80,6 +84,7 @@ class ChatCore:
         admins: frozenset[tuple[str, str]] = frozenset(),
         max_image_bytes: int = 20 * 2**20,
         platforms: Callable[[], Sequence[str]] = tuple,
+        feedback: FeedbackBook | None = None,
     ) -> None:
         self.engine = engine
         self.limiter = limiter
@@ -89,6 +94,7 @@ class ChatCore:
         self.admins = admins
         self.max_image_bytes = max_image_bytes
         self.platforms = platforms  # the front ends connected now, for /health
+        self.feedback = feedback if feedback is not None else FeedbackBook()
         self.outcomes: Counter[tuple[str, str]] = Counter()
         self._revision: str | None = None
 
@@ -96,6 +102,8 @@ class ChatCore:
         """The one reply ``event`` gets, or None when it is not meant for the bot."""
         if event.command is not None:
             return await self._command(event)
+        if event.press is not None:
+            return await self._press(event)
         key: MemoryKey = (event.platform, event.chat_id, event.user_id)
         usable = [image for image in event.images if self._refusal(image) is None]
         if usable:  # a file we would refuse anyway does not replace the last usable image
@@ -124,7 +132,7 @@ class ChatCore:
         if len(answers) == 1:
             return answers[0]
         outcome = next((a.outcome for a in answers if a.outcome is Outcome.ANSWERED), answers[0].outcome)
-        predictions = tuple(p for a in answers for p in a.predictions)
+        predictions = tuple(p for a in answers for p in a.predictions)  # (buttons: one answer's only)
         return Reply(replies.numbered([a.text for a in answers]), outcome, predictions=predictions)
 
     def is_admin(self, platform: str, user_id: str) -> bool:
@@ -158,6 +166,8 @@ class ChatCore:
                 reply = Reply(replies.DOWNLOAD_FAILED, Outcome.ERROR)
                 return self._finish(event, question, reply, None, started)
             reply = await self._ask_engine(data, question)
+            if reply.outcome is Outcome.ANSWERED:
+                reply = self._with_buttons(event, question, reply)
             return self._finish(event, question, reply, len(data), started)
 
     async def _ask_engine(self, data: bytes, question: str) -> Reply:
@@ -173,6 +183,24 @@ class ChatCore:
             log.exception("unexpected error while answering a question")
             return Reply(replies.ERROR, Outcome.ERROR)
         return Reply(replies.format_prediction(prediction), Outcome.ANSWERED, predictions=(prediction,))
+
+    def _with_buttons(self, event: ChatEvent, question: str, reply: Reply) -> Reply:
+        """An answer gets an id, remembered for its "Chart" and 👍/👎 buttons."""
+        answered = Answered(
+            request_id=secrets.token_hex(6),
+            platform=event.platform,
+            model_revision=self._model_revision(),
+            question=question,
+            prediction=reply.predictions[0],
+        )
+        self.feedback.remember(answered)
+        return Reply(
+            reply.text,
+            reply.outcome,
+            predictions=reply.predictions,
+            request_id=answered.request_id,
+            buttons=(Button.CHART, Button.GOOD, Button.BAD),
+        )
 
     def _refusal(self, image: ImageRef) -> Reply | None:
         """What the platform already tells us we cannot use: refused before any download."""
@@ -205,6 +233,7 @@ class ChatCore:
             prediction=prediction,
             image_bytes=image_bytes,
             model_revision=self._model_revision(),
+            request_id=reply.request_id,
         )
         log.info(
             "%s %s user=%s outcome=%s latency=%.0fms",
@@ -215,6 +244,31 @@ class ChatCore:
             latency_ms,
         )
         return reply
+
+    # -- the buttons under an answer ----------------------------------------------------------
+
+    async def _press(self, event: ChatEvent) -> Reply:
+        assert event.press is not None
+        answered = self.feedback.recall(event.press.request_id)
+        if answered is None:
+            return Reply(replies.BUTTON_EXPIRED, Outcome.EXPIRED, private=True)
+        if event.press.button is Button.CHART:
+            png = await asyncio.to_thread(
+                render_chart, answered.prediction, title=answered.question, notice=answered.notice
+            )
+            return Reply(replies.chart_caption(answered.question), Outcome.CHART, image=png)
+        before = self.feedback.vote(answered, f"{event.platform}:{event.user_id}", event.press.button)
+        self.prediction_log.record_vote(
+            platform=event.platform,
+            user_id=event.user_id,
+            request_id=answered.request_id,
+            vote=event.press.button.value,
+            model_revision=answered.model_revision,
+        )
+        log.info("%s: feedback %s on %s", event.platform, event.press.button.value, answered.request_id)
+        return Reply(
+            replies.thanks(event.press.button, changed=before is not None), Outcome.FEEDBACK, private=True
+        )
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -229,7 +283,12 @@ class ChatCore:
         if event.command is Command.HEALTH:
             text = format_health(stats, platforms=list(self.platforms()))
         else:
-            text = format_stats(stats, self.outcomes, remembered_images=await self.memory.count())
+            text = format_stats(
+                stats,
+                self.outcomes,
+                remembered_images=await self.memory.count(),
+                ratings=self.feedback.ratings(),
+            )
         return Reply(text, Outcome.ADMIN, private=True)
 
     def _model_revision(self) -> str | None:

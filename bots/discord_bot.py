@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -28,7 +29,7 @@ from discord import app_commands
 from bots import replies
 from bots.core import ChatCore
 from bots.delivery import with_retries
-from bots.events import ChatEvent, Command, ImageRef, Outcome, Platform, Reply
+from bots.events import Button, ChatEvent, Command, ImageRef, Outcome, Platform, Press, Reply
 from bots.typing import typing_while_slow
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,48 @@ def _command_shape(command: Mapping[str, Any]) -> tuple[object, ...]:
     return command["name"], command.get("type", 1), command.get("description", ""), options
 
 
+class AnswerButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"vqa:(?P<button>chart|good|bad):(?P<request_id>[0-9a-f]{1,32})",
+):
+    """A button under an answer. Its custom id says what it is for, so a click is understood
+    even after a restart, and nothing is kept per message."""
+
+    def __init__(self, button: Button, request_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=replies.BUTTON_LABELS[button.value],
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"vqa:{button.value}:{request_id}",
+            )
+        )
+        self.press = Press(button, request_id)
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> AnswerButton:
+        return cls(Button(match["button"]), match["request_id"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        client = interaction.client
+        if isinstance(client, VQAClient):
+            await client.adapter.on_press(interaction, self.press)
+
+
+def answer_view(reply: Reply) -> discord.ui.View | None:
+    if not reply.buttons or reply.request_id is None:
+        return None
+    view = discord.ui.View(timeout=None)
+    for button in reply.buttons:
+        view.add_item(AnswerButton(button, reply.request_id))
+    return view
+
+
 class VQAClient(discord.Client):
     """A discord.py client that sends events to ``DiscordAdapter`` and registers the slash
     commands in ``setup_hook`` — only when they changed, since registering is rate-limited."""
@@ -116,6 +159,7 @@ class VQAClient(discord.Client):
         adapter.register(self.tree)
 
     async def setup_hook(self) -> None:
+        self.add_dynamic_items(AnswerButton)
         try:
             commands = self.tree.get_commands()
             local = sorted(_command_shape(c.to_dict(self.tree)) for c in commands)
@@ -261,7 +305,7 @@ class DiscordAdapter:
             async with typing_while_slow(message.channel.typing):
                 reply = await self.core.handle(event)
             if reply is not None:
-                await self._send(message, reply.text)
+                await self._send(message, reply)
 
     async def _replied(
         self, message: discord.Message, me: discord.ClientUser
@@ -290,16 +334,24 @@ class DiscordAdapter:
             what="discord: downloading an image",
         )
 
-    async def _send(self, message: discord.Message, text: str) -> None:
+    async def _send(self, message: discord.Message, reply: Reply) -> None:
         """Reply to the question; if it was deleted meanwhile, Discord sends it without the quote."""
         reference = message.to_reference(fail_if_not_exists=False)
-        await self._retrying(
-            lambda: message.channel.send(
-                replies.clip(text, MAX_CHARS), reference=reference, mention_author=False
+        text, view = replies.clip(reply.text, MAX_CHARS), answer_view(reply)
+        if view is None:  # (discord.py's send() refuses view=None)
+            await self._retrying(
+                lambda: message.channel.send(text, reference=reference, mention_author=False)
             )
+            return
+        await self._retrying(
+            lambda: message.channel.send(text, reference=reference, mention_author=False, view=view)
         )
 
-    # -- slash commands ---------------------------------------------------------------------
+    # -- slash commands and buttons -----------------------------------------------------------
+
+    async def on_press(self, interaction: discord.Interaction, press: Press) -> None:
+        """A button under an answer: the chart, or a 👍/👎 (acknowledged to the presser only)."""
+        await self._interaction(interaction, press=press)
 
     async def _interaction(
         self,
@@ -308,6 +360,7 @@ class DiscordAdapter:
         images: tuple[ImageRef, ...] = (),
         text: str = "",
         command: Command | None = None,
+        press: Press | None = None,
     ) -> None:
         in_dm = interaction.guild_id is None
         event = ChatEvent(
@@ -321,6 +374,7 @@ class DiscordAdapter:
             text=text,
             images=images,
             command=command,
+            press=press,
         )
         async with self._turn():
             handling = asyncio.ensure_future(self.core.handle(event))
@@ -336,11 +390,20 @@ class DiscordAdapter:
     async def _respond(self, interaction: discord.Interaction, reply: Reply) -> None:
         """Answer the interaction; when its token has expired, post in its channel instead."""
         text = replies.clip(reply.text, MAX_CHARS)
+        extra: dict[str, Any] = {}
+        if reply.image is not None:
+            extra["file"] = discord.File(io.BytesIO(reply.image), filename="chart.png")
+        if (view := answer_view(reply)) is not None:
+            extra["view"] = view
         try:
             if interaction.response.is_done():
-                await self._retrying(lambda: interaction.followup.send(text, ephemeral=reply.private))
+                await self._retrying(
+                    lambda: interaction.followup.send(text, ephemeral=reply.private, **extra)
+                )
             else:
-                await self._retrying(lambda: interaction.response.send_message(text, ephemeral=reply.private))
+                await self._retrying(
+                    lambda: interaction.response.send_message(text, ephemeral=reply.private, **extra)
+                )
         except discord.HTTPException as exc:
             channel = interaction.channel
             if not _expired(exc) or reply.private or not isinstance(channel, discord.abc.Messageable):

@@ -25,6 +25,22 @@ class Command(StrEnum):
     STATS = "stats"
 
 
+class Button(StrEnum):
+    """The buttons under an answer."""
+
+    CHART = "chart"  # the top-5 confidence chart, as a picture
+    GOOD = "good"  # 👍
+    BAD = "bad"  # 👎
+
+
+@dataclass(frozen=True)
+class Press:
+    """A user pressed one of the buttons under the answer ``request_id``."""
+
+    button: Button
+    request_id: str
+
+
 class Outcome(StrEnum):
     """How a chat turn ended. Questions are logged with these values in the prediction log."""
 
@@ -47,6 +63,9 @@ class Outcome(StrEnum):
     HELP = "help"
     ADMIN = "admin"  # /health or /stats for an admin
     NOT_ADMIN = "not_admin"  # /health or /stats for anyone else
+    CHART = "chart"  # the chart of an answer
+    FEEDBACK = "feedback"  # a 👍 or 👎 recorded
+    EXPIRED = "expired"  # a button under an answer too old to remember
 
     @property
     def is_question(self) -> bool:
@@ -63,6 +82,9 @@ _NOT_QUESTIONS = frozenset(
         Outcome.HELP,
         Outcome.ADMIN,
         Outcome.NOT_ADMIN,
+        Outcome.CHART,
+        Outcome.FEEDBACK,
+        Outcome.EXPIRED,
     }
 )
 
@@ -103,6 +125,7 @@ class ChatEvent:
     replied_image: ImageRef | None = None  # the image of the message this one replies to
     replied_hidden: bool = False  # it replies to a message whose image the platform hides from us
     command: Command | None = None
+    press: Press | None = None  # a button under an earlier answer
 
 
 @dataclass(frozen=True)
@@ -113,3 +136,6 @@ class Reply:
     outcome: Outcome
     private: bool = False  # meant for the asker only (Discord sends it ephemeral)
     predictions: tuple[Prediction, ...] = ()  # what was answered, in order
+    request_id: str | None = None  # an answer's id: its buttons and its feedback refer to it
+    buttons: tuple[Button, ...] = ()  # to show under the reply
+    image: bytes | None = None  # a PNG to send (the chart), with ``text`` as its caption

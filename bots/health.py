@@ -42,7 +42,13 @@ def format_health(stats: EngineStats, *, platforms: list[str]) -> str:
     )
 
 
-def format_stats(stats: EngineStats, outcomes: Counter[tuple[str, str]], *, remembered_images: int) -> str:
+def format_stats(
+    stats: EngineStats,
+    outcomes: Counter[tuple[str, str]],
+    *,
+    remembered_images: int,
+    ratings: dict[tuple[str, str], tuple[int, int]] | None = None,
+) -> str:
     """What happened since start-up: chat outcomes per platform, and the engine's counters."""
     lines = ["chat requests since start-up:"]
     platforms = sorted({platform for platform, _ in outcomes})
@@ -63,5 +69,10 @@ def format_stats(stats: EngineStats, outcomes: Counter[tuple[str, str]], *, reme
         f"  latency p50 {_ms(stats.latency_p50_ms)}, p95 {_ms(stats.latency_p95_ms)}",
         f"  cache hits {stats.cache_hits} ({hit_rate})",
         f"images remembered for follow-ups: {remembered_images}",
+        "answers rated good (👍 of 👍+👎):",
     ]
+    if not ratings:
+        lines.append("  no votes yet")
+    for (platform, revision), (good, votes) in sorted((ratings or {}).items()):
+        lines.append(f"  {platform}, model {revision}: {good / votes:.0%} of {votes} votes")
     return "\n".join(lines)

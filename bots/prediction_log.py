@@ -60,9 +60,11 @@ class PredictionLog:
         prediction: Prediction | None = None,
         image_bytes: int | None = None,
         model_revision: str | None = None,
+        request_id: str | None = None,
     ) -> dict[str, object]:
         """Write one line (returned too, for tests and callers that want it)."""
         entry: dict[str, object] = {
+            "request_id": request_id,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "platform": platform,
             "chat_type": chat_type,
@@ -75,6 +77,22 @@ class PredictionLog:
             "image_bytes": image_bytes,
             "model_revision": model_revision,
             "outcome": outcome,
+        }
+        self._logger.info(json.dumps(entry, ensure_ascii=False))
+        return entry
+
+    def record_vote(
+        self, *, platform: str, user_id: str, request_id: str, vote: str, model_revision: str | None
+    ) -> dict[str, object]:
+        """A 👍 (``good``) or 👎 (``bad``) on the answer ``request_id``: one line, outcome ``feedback``."""
+        entry: dict[str, object] = {
+            "request_id": request_id,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "platform": platform,
+            "user": self.user_hash(platform, user_id),
+            "feedback": vote,
+            "model_revision": model_revision,
+            "outcome": "feedback",
         }
         self._logger.info(json.dumps(entry, ensure_ascii=False))
         return entry

@@ -57,6 +57,8 @@ QUEUE_FULL = (
     "Please send this one again after their answers."
 )
 DOWNLOAD_FAILED = "I couldn't download that image; please send it again."
+BUTTON_LABELS = {"chart": "📊 Chart", "good": "👍", "bad": "👎"}
+BUTTON_EXPIRED = "That answer is too old for me to remember; please ask again."
 ERROR = "Sorry, something went wrong on my side while answering. Please try again in a moment."
 
 
@@ -133,6 +135,16 @@ def not_an_image(mime_type: str) -> str:
         f"That file is {describe_mime(mime_type)}, not an image I can read; "
         f"please send a {SUPPORTED_TEXT} image."
     )
+
+
+def chart_caption(question: str) -> str:
+    return clip(f"Top answers for “{question}”", 200)
+
+
+def thanks(button: str, *, changed: bool) -> str:
+    """After a 👍/👎: every vote counts towards how good the answers are (``/stats``)."""
+    mark = BUTTON_LABELS.get(button, "")
+    return f"Changed to {mark}, thanks." if changed else f"Thanks for the {mark}!"
 
 
 def sentence(message: str) -> str:

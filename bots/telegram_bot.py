@@ -20,13 +20,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from telegram import BotCommand, Message, MessageEntity, PhotoSize, Update
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    Message,
+    MessageEntity,
+    PhotoSize,
+    Update,
+)
 from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
+    CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
     MessageHandler,
@@ -36,7 +46,7 @@ from telegram.ext import (
 from bots import replies
 from bots.core import ChatCore
 from bots.delivery import with_retries
-from bots.events import ChatEvent, Command, ImageRef, Platform, Reply
+from bots.events import Button, ChatEvent, Command, ImageRef, Platform, Press, Reply
 from bots.telegram_http import AiohttpRequest
 from bots.typing import typing_while_slow
 
@@ -45,6 +55,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 PLATFORM: Platform = "telegram"
 MAX_CHARS = 4096
+MAX_CAPTION = 1024
 #: an album arrives as one update per photo; wait this long after the last one before answering
 ALBUM_WAIT_S = 0.8
 #: how often a 429 is retried (after Telegram's ``retry_after``) before giving up
@@ -55,6 +66,8 @@ COMMANDS = [
     BotCommand("start", "what this bot does"),
 ]
 _COMMANDS = {"start": Command.START, "help": Command.HELP, "health": Command.HEALTH, "stats": Command.STATS}
+#: callback data of the buttons under an answer: "chart:<request id>", "good:…", "bad:…"
+_BUTTON_DATA = re.compile(r"^(chart|good|bad):([0-9a-f]{1,32})$")
 
 
 @dataclass
@@ -75,6 +88,17 @@ def pick_photo(sizes: tuple[PhotoSize, ...], min_side: int) -> PhotoSize:
 def is_transient(exc: BaseException) -> bool:
     """Worth another try: the network or Telegram failed, not our request (a 400 is ours)."""
     return isinstance(exc, NetworkError) and not isinstance(exc, BadRequest)
+
+
+def _keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+    """The buttons under an answer, as an inline keyboard."""
+    if not reply.buttons or reply.request_id is None:
+        return None
+    row = [
+        InlineKeyboardButton(replies.BUTTON_LABELS[b.value], callback_data=f"{b.value}:{reply.request_id}")
+        for b in reply.buttons
+    ]
+    return InlineKeyboardMarkup([row])
 
 
 def _reply_target_gone(exc: BadRequest) -> bool:
@@ -129,6 +153,7 @@ class TelegramAdapter:
         app.add_handler(CommandHandler("ask", self.on_message, filters=new))
         app.add_handler(MessageHandler(new & (filters.PHOTO | filters.Document.ALL), self.on_message))
         app.add_handler(MessageHandler(new & filters.TEXT & ~filters.COMMAND, self.on_message))
+        app.add_handler(CallbackQueryHandler(self.on_button, pattern=_BUTTON_DATA))
         app.add_error_handler(self.on_error)
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -210,12 +235,40 @@ class TelegramAdapter:
             return
         await self._turn(message, self._event(message))
 
+    async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A button under an answer: the chart (sent as a photo) or a 👍/👎 (a toast)."""
+        query = update.callback_query
+        if query is None or query.data is None or not isinstance(query.message, Message):
+            return
+        match = _BUTTON_DATA.match(query.data)
+        assert match is not None  # the handler's pattern
+        message = query.message
+        event = ChatEvent(
+            platform=PLATFORM,
+            chat_id=str(message.chat_id),
+            chat_type=message.chat.type,
+            private=message.chat.type == ChatType.PRIVATE,
+            user_id=str(query.from_user.id),
+            addressed=True,
+            fetch=self._fetch,
+            press=Press(Button(match[1]), match[2]),
+        )
+        reply = await self.core.handle(event)
+        if reply is None:
+            return
+        if reply.image is None:  # a toast for the one who pressed; nothing in the chat
+            await self._retrying(lambda: query.answer(replies.clip(reply.text, 200)))
+            return
+        await self._retrying(query.answer)
+        await self._deliver(message, reply)
+
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """One place for whatever a handler did not expect: log it, then apologise (never raises)."""
         log.error("telegram: error while handling an update", exc_info=context.error)
         if isinstance(update, Update) and update.effective_message is not None:
+            message = update.effective_message
             try:
-                await self._send(update.effective_message, replies.ERROR)
+                await self._send(lambda quote: message.reply_text(replies.ERROR, do_quote=quote))
             except Exception as exc:
                 log.error("telegram: could not send the apology either: %s", exc)
 
@@ -309,19 +362,28 @@ class TelegramAdapter:
     # -- delivery ---------------------------------------------------------------------------
 
     async def _deliver(self, message: Message, reply: Reply | None) -> None:
-        if reply is not None:
-            await self._send(message, reply.text)
+        if reply is None:
+            return
+        if reply.image is not None:
+            photo, caption = reply.image, replies.clip(reply.text, MAX_CAPTION)
+            await self._send(
+                lambda quote: message.reply_photo(
+                    InputFile(photo, filename="chart.png"), caption=caption, do_quote=quote
+                )
+            )
+            return
+        text, markup = replies.clip(reply.text, MAX_CHARS), _keyboard(reply)
+        await self._send(lambda quote: message.reply_text(text, do_quote=quote, reply_markup=markup))
 
-    async def _send(self, message: Message, text: str) -> None:
+    async def _send(self, send: Callable[[bool], Awaitable[Message]]) -> None:
         """Reply quoting the question; without the quote when the question is gone."""
-        text = replies.clip(text, MAX_CHARS)
         try:
-            await self._retrying(lambda: message.reply_text(text, do_quote=True))
+            await self._retrying(lambda: send(True))
         except BadRequest as exc:
             if not _reply_target_gone(exc):
                 raise
             log.info("telegram: the question was deleted before its answer; sending it without the quote")
-            await self._retrying(lambda: message.reply_text(text, do_quote=False))
+            await self._retrying(lambda: send(False))
 
     @staticmethod
     async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
