@@ -80,7 +80,9 @@ def answer_text(entry: Entry) -> str:
 def typed_before(fake: FakeTelegram, reply: SentMessage) -> bool:
     """A "typing…" action went to the reply's chat before the reply itself."""
     return any(
-        a.chat_id == reply.chat_id and a.action == "typing" and a.at <= reply.at for a in fake.chat_actions
+        c.params["chat_id"] == reply.chat_id and c.params["action"] == "typing" and c.at <= reply.at
+        for c in fake.calls_of("sendChatAction")
+        if c.status == 200
     )
 
 
@@ -389,7 +391,7 @@ async def test_the_eleventh_question_in_a_minute_is_refused(bot: Bot) -> None:
 
 async def test_a_failed_download_asks_to_send_again(bot: Bot) -> None:
     fake = bot.fake
-    fake.fail_next("getFile", error_code=500)
+    fake.fail_next("getFile", status=500)
     message = fake.send_document(
         USER, USER, example("blue_circle"), file_name="a.png", mime_type="image/png", caption=COLOR_Q
     )
@@ -406,7 +408,7 @@ async def test_an_unexpected_error_reaches_the_error_handler(
     bot: Bot, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = bot.fake
-    fake.fail_next("sendMessage", error_code=500)  # the answer cannot be sent: the handler raises
+    fake.fail_next("sendMessage", status=500)  # the answer cannot be sent: the handler raises
     message = fake.send_photo(USER, USER, example("blue_circle"), caption=COLOR_Q)
     reply = await bot.reply(USER)
     [entry] = await bot.finish()
@@ -433,10 +435,10 @@ async def test_no_token_in_any_log_record(tmp_path: Path, caplog: pytest.LogCapt
             fake = bot.fake
             fake.send_photo(USER, USER, example("blue_circle"), caption=COLOR_Q)
             answer = await bot.reply(USER)
-            fake.fail_next("getFile", error_code=500)
+            fake.fail_next("getFile", status=500)
             fake.send_photo(USER, USER, example("red_triangle"), caption=COLOR_Q)
             failed = await bot.reply(USER)
-            fake.fail_next("sendMessage", error_code=500)  # a traceback through the error handler
+            fake.fail_next("sendMessage", status=500)  # a traceback through the error handler
             fake.send_text(USER, USER, "/help")
             apology = await bot.reply(USER)
             entries = await bot.finish()
@@ -597,7 +599,7 @@ async def test_an_album_whose_answer_cannot_be_sent_reaches_the_error_handler(
     bot: Bot, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = bot.fake
-    fake.fail_next("sendMessage", error_code=500)
+    fake.fail_next("sendMessage", status=500)
     album = fake.send_media_group(
         USER, USER, [example("blue_circle"), example("red_triangle")], caption=COLOR_Q
     )
