@@ -18,7 +18,11 @@ speaks, and so what the fake speaks:
   intent). A privileged intent the application was not granted (``privileged=``) closes the
   gateway with 4014, a wrong token with 4004.
 - reconnects: after a close with 4000 (:meth:`~FakeDiscord.drop_connection`) the client RESUMEs
-  and the fake replays the events it missed, then RESUMED; an unknown session gets op 9.
+  and the fake replays the events it missed, then RESUMED; an unknown session gets op 9, after
+  which the client IDENTIFYs again once its ``before_identify_hook`` (5 s by default) returns.
+- payloads carry what discord.py parses (an exception while it parses a dispatched event kills
+  its connection task): INTERACTION_CREATE needs ``attachment_size_limit``; ids in
+  ``message_reference`` arrive as integers.
 - REST under ``/api/v10``, always ``Content-Type: application/json`` exactly (aiohttp's
   ``json_response`` adds ``; charset=utf-8`` and discord.py then reads the body as a str):
   ``POST /channels/{id}/messages`` (JSON or multipart with ``payload_json``; ``message_reference``
@@ -776,10 +780,6 @@ class FakeDiscord(LoopbackServer):
             return found if len(found) >= count else None
 
         return await self.wait_for(arrived, timeout=timeout, what=f"{count} follow-ups to interaction {key}")
-
-    async def wait_for_resume(self, count: int = 1, *, timeout: float = 10) -> None:
-        """Until ``count`` RESUMEs in all were answered (missed events replayed, RESUMED written)."""
-        await self.wait_for_calls(RESUMED, count, timeout=timeout)
 
     # -- dispatching -------------------------------------------------------------------------------
 

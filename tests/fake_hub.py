@@ -18,6 +18,10 @@ What the client asks, and so what the fake answers:
   the NDJSON ``commit`` with base64 contents; with a token the client sends
   ``Authorization: Bearer ...``.
 
+A warm cache needs no fake at all: with ``HF_HUB_OFFLINE=1`` the client reads
+``models--org--name/refs/main`` (the commit, no trailing newline) and
+``snapshots/<commit>/<file>`` without a single request.
+
 Every request is recorded (:class:`HubRecord`: whether it carried the Hub's token), so tests can
 assert what was, or was not, asked.
 """

@@ -29,6 +29,9 @@ confirmed and would be re-polled about 1000 times a second. An update needs ``up
 message ``message_id``, ``date``, ``chat{id,type}``, ``from{id,is_bot,first_name}``; a PhotoSize
 ``file_id``, ``file_unique_id``, ``width``, ``height``; a command a ``bot_command`` entity.
 
+For fast tests: ``updater.start_polling(timeout=1, poll_interval=0)``, and stop with
+``updater.stop()``, ``app.stop()``, ``app.shutdown()``.
+
 Faults (see ``tests/loopback.py``): ``fail_next("sendMessage", status=429, retry_after=3)``;
 ``fail_next("getUpdates", status=502, times=None)`` until ``clear_failures()``;
 ``fail_next(DOWNLOAD, status=500)`` for a file download; ``hold_downloads()``.

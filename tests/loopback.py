@@ -154,10 +154,6 @@ class Failure:
 class LoopbackServer:
     """An aiohttp app on a free 127.0.0.1 port; subclasses add routes and platform behaviour."""
 
-    #: a subclass adds its routes here
-    def add_routes(self, app: web.Application) -> None:
-        raise NotImplementedError
-
     def __init__(self) -> None:
         self.recorder = Recorder()
         self.closing = False
@@ -169,6 +165,10 @@ class LoopbackServer:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._thread: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
+
+    def add_routes(self, app: web.Application) -> None:
+        """A subclass adds its routes."""
+        raise NotImplementedError
 
     # -- lifetime ----------------------------------------------------------------------------------
 
@@ -210,7 +210,11 @@ class LoopbackServer:
         thread = threading.Thread(target=loop.run_forever, name=type(self).__name__, daemon=True)
         thread.start()
         self._thread = (loop, thread)
-        asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=10)
+        try:
+            asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=10)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(

@@ -21,7 +21,7 @@ from bots.memory import ImageMemory
 from bots.prediction_log import PredictionLog
 from bots.ratelimit import UserLimiter
 from tests.conftest import BUNDLED_MODEL, ROOT
-from tests.fake_discord import FakeDiscord
+from tests.fake_discord import RESUMED, FakeDiscord
 from tests.test_engine import GatedModel, in_forward, loader_with
 from vqa_engine import VQAEngine
 from vqa_engine.package import ModelPackage, load_package
@@ -237,7 +237,7 @@ async def test_the_gateway_dropping_mid_conversation(bot: Bot) -> None:
     first = await bot.reply(dm)
     fake.drop_connection(4000)
     fake.send_message(dm, ALICE, SHAPE_Q)  # while disconnected: replayed on RESUME
-    await fake.wait_for_resume()
+    await fake.wait_for_calls(RESUMED)  # the missed events replayed
     second = await bot.reply(dm)
     entries = await bot.finish()
     assert first.startswith("green — ")

@@ -25,6 +25,7 @@ from tests.fake_discord import (
     IDENTIFY,
     READY,
     RESUME,
+    RESUMED,
     TYPING,
     FakeDiscord,
 )
@@ -405,7 +406,7 @@ async def test_dropped_connections_resume_and_deliver_exactly_once(fake: FakeDis
                 fake.drop_connection(4000)
             sent.append(fake.send_message(channels[i % 5], 8000 + i % 5, f"m{i}")["id"])
             if i in (10, 20):
-                await fake.wait_for_resume(i // 10)  # a drop needs a live connection to drop
+                await fake.wait_for_calls(RESUMED, i // 10)  # a drop needs a live connection
         for channel in channels:
             await fake.wait_for_message(channel, 6)
     assert sorted(m.id for m in bot.seen) == sorted(int(i) for i in sent)  # none lost, none twice

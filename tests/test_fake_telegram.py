@@ -215,6 +215,8 @@ async def test_a_wrong_token_fails_initialize(fake: FakeTelegram) -> None:
     with pytest.raises(InvalidToken):
         await asyncio.wait_for(app.initialize(), 5)
     assert [(c.route, c.status) for c in fake.calls] == [("getMe", 401)]
+    with pytest.raises(TimeoutError, match=r"a reply: not within .* the last: getMe 401"):
+        await fake.wait_for(lambda calls: len(calls) > 1, timeout=0.01, what="a reply")
 
 
 # -- through the Bot alone: uploads and faults ------------------------------------------------------
