@@ -338,6 +338,7 @@ class FakeDiscord(LoopbackServer):
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_snowflake = 0
         self._counter = itertools.count()
+        self._sent_by_channel: dict[int, list[SentMessage]] = {}
         self._message_cursor: dict[int, int] = {}
 
     # -- lifetime and addresses --------------------------------------------------------------------
@@ -728,7 +729,7 @@ class FakeDiscord(LoopbackServer):
 
     def messages_to(self, channel_id: int) -> list[SentMessage]:
         """Everything the bot sent to ``channel_id``, oldest first."""
-        return [s for s in self.sent if s.channel_id == channel_id]
+        return list(self._sent_by_channel.get(channel_id, ()))
 
     def response_to(self, interaction_id: int | str) -> InteractionResponse | None:
         state = self.interactions.get(int(interaction_id))
@@ -743,18 +744,11 @@ class FakeDiscord(LoopbackServer):
         sent before the call is not missed.
         """
         start = self._message_cursor.get(channel_id, 0)
-
-        def arrived(_: object) -> list[SentMessage] | None:
-            sent = self.messages_to(channel_id)
-            return sent[start : start + count] if len(sent) >= start + count else None
-
+        sent = self._sent_by_channel.setdefault(channel_id, [])
         got = await self.wait_for(
-            arrived,
+            lambda _: sent[start : start + count] if len(sent) >= start + count else None,
             timeout=timeout,
-            what=lambda: (
-                f"channel {channel_id}: {[s.content for s in self.messages_to(channel_id)[start:]]!r}"
-                f" of {count} messages"
-            ),
+            what=lambda: f"channel {channel_id}: {[s.content for s in sent[start:]]!r} of {count} messages",
         )
         self._message_cursor[channel_id] = start + count
         return got
@@ -1058,7 +1052,9 @@ class FakeDiscord(LoopbackServer):
             for uid in dict.fromkeys(_USER_MENTION_RE.findall(message["content"]))
         ]
         self._store(message)
-        self.sent.append(SentMessage(channel_id, payload, message, files, time.monotonic()))
+        sent = SentMessage(channel_id, payload, message, files, time.monotonic())
+        self.sent.append(sent)
+        self._sent_by_channel.setdefault(channel_id, []).append(sent)
         return _json(self._rest_view(message))
 
     def _rest_view(self, message: JSON) -> JSON:
