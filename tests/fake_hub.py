@@ -136,9 +136,6 @@ class FakeHub(LoopbackServer):
         repo.refs[branch] = sha
         return sha
 
-    def add_folder(self, repo_id: str, folder: Path, **options: Any) -> str:
-        return self.add_commit(repo_id, read_folder(folder), **options)
-
     def files(self, repo_id: str, revision: str = "main") -> dict[str, bytes]:
         repo = self.repos[repo_id]
         return repo.commits[repo.refs.get(revision, revision)]
