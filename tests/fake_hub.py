@@ -1,11 +1,29 @@
-"""A loopback Hugging Face Hub that the real huggingface_hub client downloads from and pushes to.
+"""A loopback Hugging Face Hub that the real huggingface_hub client (2.4.0) downloads from and pushes to.
 
-Speaks what huggingface_hub 2.4.0 uses (as read from its source and measured): model info by
-revision, the recursive tree listing, HEAD/GET ``resolve`` with ``X-Repo-Commit``/``ETag``, the
-``X-Error-Code`` errors (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo), and the upload
-path: ``repos/create``, ``branch``, ``preupload`` (every file "regular", so no LFS/Xet) and the
-NDJSON ``commit`` endpoint with base64 contents. Every request is recorded (method, path, whether
-it carried the right token) so tests can assert what was, or was not, asked.
+huggingface_hub reads ``HF_ENDPOINT``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` when it is imported,
+so the code under test runs in child processes pointed at ``HF_ENDPOINT=hub.url``, and the fake
+serves from a thread of its own (``with FakeHub(token) as hub:``) while the test blocks on them.
+What the client asks, and so what the fake answers:
+
+- downloads: ``HEAD``/``GET /{repo}/resolve/{revision}/{file}`` with ``X-Repo-Commit``, ``ETag``
+  (the git blob id) and ``Content-Length``; ``snapshot_download`` first asks
+  ``GET /api/models/{repo}/revision/{revision}`` (``sha``) and
+  ``GET /api/models/{repo}/tree/{commit}?recursive=True`` (entries ``type``, ``path``, ``size``,
+  ``oid``);
+- errors by ``X-Error-Code``: ``RepoNotFound`` (401 without a token, so a private repo looks
+  missing), ``RevisionNotFound``, ``EntryNotFound``, ``GatedRepo``; a stopped Hub refuses
+  connections (``HF_HUB_OFFLINE=1`` tests "no network" quickly: an unreachable Hub costs the client
+  about 24 s of retries);
+- uploads: ``repos/create``, ``branch``, ``preupload`` (every file "regular": no LFS or Xet) and
+  the NDJSON ``commit`` with base64 contents; with a token the client sends
+  ``Authorization: Bearer ...``.
+
+A warm cache needs no fake at all: with ``HF_HUB_OFFLINE=1`` the client reads
+``models--org--name/refs/main`` (the commit, no trailing newline) and
+``snapshots/<commit>/<file>`` without a single request.
+
+Every request is recorded (:class:`HubRecord`: whether it carried the Hub's token), so tests can
+assert what was, or was not, asked.
 """
 
 from __future__ import annotations
@@ -14,12 +32,16 @@ import base64
 import hashlib
 import itertools
 import json
-import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+
+from aiohttp import web
+
+from tests.loopback import LoopbackServer, Record
+
+Answer = tuple[int, dict[str, str], bytes]
 
 
 @dataclass
@@ -31,11 +53,11 @@ class FakeRepo:
 
 
 @dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    authorized: bool  # carried "Bearer <the hub's token>"
-    had_auth_header: bool
+class HubRecord(Record):
+    """A request to the Hub; ``authorized``: it carried ``Bearer <the hub's token>``."""
+
+    authorized: bool = False
+    had_auth_header: bool = False
 
 
 def blob_id(content: bytes) -> str:
@@ -49,41 +71,52 @@ def read_folder(folder: Path) -> dict[str, bytes]:
     }
 
 
-class FakeHub:
-    """``with FakeHub(token) as hub:`` serves on ``hub.url`` until the block ends (or ``stop()``)."""
+class _HubError(Exception):
+    def __init__(self, status: int, code: str | None, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _json(data: Any, status: int = 200) -> Answer:
+    return status, {"Content-Type": "application/json"}, json.dumps(data).encode()
+
+
+class FakeHub(LoopbackServer):
+    """``with FakeHub(token) as hub:`` serves on ``hub.url`` until the block ends."""
 
     def __init__(self, token: str) -> None:
+        super().__init__()
         self.token = token
         self.repos: dict[str, FakeRepo] = {}
-        self.requests: list[Request] = []
-        self._lock = threading.Lock()
         self._counter = itertools.count(1)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.hub = self  # type: ignore[attr-defined]
-        self._thread: threading.Thread | None = None
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> FakeHub:
-        self.start()
-        return self
+    @property
+    def url(self) -> str:
+        """The Hub's address (still known once stopped: connections to it are then refused)."""
+        return self.root
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def add_routes(self, app: web.Application) -> None:
+        repo = "/api/models/{org}/{name}"
+        for method, route, handler in (
+            ("POST", "/api/repos/create", self._create_repo),
+            ("POST", "/api/validate-yaml", self._validate_yaml),  # a README.md is uploaded
+            ("GET", repo, self._info),
+            ("GET", repo + "/revision/{revision}", self._info),
+            ("GET", repo + "/tree/{revision}", self._tree),
+            ("GET", repo + "/tree/{revision}/{under:.+}", self._tree),
+            ("POST", repo + "/preupload/{revision}", self._preupload),
+            ("POST", repo + "/commit/{revision}", self._commit),
+            ("POST", repo + "/branch/{revision}", self._branch),
+            ("GET", "/{org}/{name}/resolve/{revision}/{path:.+}", self._resolve),
+        ):
+            endpoint = self._endpoint(f"{method} {route.replace(':.+', '')}", handler)
+            if method == "GET":
+                app.router.add_get(route, endpoint)  # and HEAD
+            else:
+                app.router.add_route(method, route, endpoint)
+        app.router.add_route("*", "/{tail:.*}", self._endpoint("unknown", self._unknown))
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-hub", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop listening: later connections are refused, as from a Hub that is down."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-
-    # -- content -------------------------------------------------------------------------------
+    # -- content -----------------------------------------------------------------------------------
 
     def add_commit(
         self,
@@ -96,133 +129,76 @@ class FakeHub:
         replace: bool = True,
     ) -> str:
         """A new commit on ``branch`` holding ``files`` (on top of the branch's files unless ``replace``)."""
-        with self._lock:
-            repo = self.repos.setdefault(repo_id, FakeRepo(private=private, gated=gated))
-            parent = repo.commits.get(repo.refs.get(branch, ""), {})
-            content = dict(files) if replace else {**parent, **files}
-            sha = self._new_sha(repo_id)
-            repo.commits[sha] = content
-            repo.refs[branch] = sha
-            return sha
-
-    def add_folder(self, repo_id: str, folder: Path, **options: Any) -> str:
-        return self.add_commit(repo_id, read_folder(folder), **options)
+        repo = self.repos.setdefault(repo_id, FakeRepo(private=private, gated=gated))
+        parent = repo.commits.get(repo.refs.get(branch, ""), {})
+        sha = hashlib.sha1(f"{repo_id}:{next(self._counter)}".encode()).hexdigest()
+        repo.commits[sha] = dict(files) if replace else {**parent, **files}
+        repo.refs[branch] = sha
+        return sha
 
     def files(self, repo_id: str, revision: str = "main") -> dict[str, bytes]:
         repo = self.repos[repo_id]
         return repo.commits[repo.refs.get(revision, revision)]
 
-    def clear_requests(self) -> None:
-        with self._lock:
-            self.requests.clear()
+    # -- plumbing ----------------------------------------------------------------------------------
 
-    def _new_sha(self, repo_id: str) -> str:
-        return hashlib.sha1(f"{repo_id}:{next(self._counter)}".encode()).hexdigest()
-
-    def _record(self, request: Request) -> None:
-        with self._lock:
-            self.requests.append(request)
-
-
-class _HubError(Exception):
-    def __init__(self, status: int, code: str | None, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Any
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    @property
-    def hub(self) -> FakeHub:
-        return self.server.hub
-
-    # -- plumbing ----------------------------------------------------------------------------
-
-    def do_HEAD(self) -> None:
-        self._dispatch(head=True)
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def _dispatch(self, *, head: bool = False) -> None:
-        url = urlsplit(self.path)
-        path = unquote(url.path)
-        auth = self.headers.get("Authorization")
-        authorized = auth == f"Bearer {self.hub.token}"
-        self.hub._record(Request(self.command, path, authorized, auth is not None))
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        try:
-            status, headers, payload = self._route(url.path, body, authorized=authorized)
-        except _HubError as exc:
-            status, payload = exc.status, json.dumps({"error": exc.message}).encode()
-            headers = {"Content-Type": "application/json", "X-Error-Message": exc.message}
-            if exc.code:
-                headers["X-Error-Code"] = exc.code
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if not head:
-            self.wfile.write(payload)
-
-    def _json(self, data: Any, status: int = 200) -> tuple[int, dict[str, str], bytes]:
-        return status, {"Content-Type": "application/json"}, json.dumps(data).encode()
-
-    # -- routes ------------------------------------------------------------------------------
-
-    def _route(self, raw_path: str, body: bytes, *, authorized: bool) -> tuple[int, dict[str, str], bytes]:
-        parts = [unquote(p) for p in raw_path.strip("/").split("/")]
-        if parts[:3] == ["api", "repos", "create"] and self.command == "POST":
-            return self._create_repo(json.loads(body or b"{}"), authorized=authorized)
-        if parts[:2] == ["api", "validate-yaml"] and self.command == "POST":  # a README.md is uploaded
-            return self._json({"errors": [], "warnings": []})
-        if parts[:2] == ["api", "models"] and len(parts) >= 4:
-            repo_id, rest = f"{parts[2]}/{parts[3]}", parts[4:]
-            if not rest and self.command == "GET":
-                return self._info(repo_id, "main", authorized=authorized)
-            if len(rest) == 2 and rest[0] == "revision" and self.command == "GET":
-                return self._info(repo_id, rest[1], authorized=authorized)
-            if len(rest) >= 2 and rest[0] == "tree" and self.command == "GET":
-                return self._tree(repo_id, rest[1], "/".join(rest[2:]), authorized=authorized)
-            if len(rest) == 2 and rest[0] == "preupload" and self.command == "POST":
-                return self._preupload(repo_id, rest[1], json.loads(body), authorized=authorized)
-            if len(rest) == 2 and rest[0] == "commit" and self.command == "POST":
-                return self._commit(repo_id, rest[1], body, authorized=authorized)
-            if len(rest) == 2 and rest[0] == "branch" and self.command == "POST":
-                return self._branch(repo_id, rest[1], authorized=authorized)
-        if len(parts) >= 5 and parts[2] == "resolve" and self.command in ("GET", "HEAD"):
-            return self._resolve(
-                f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]), authorized=authorized
+    def _endpoint(
+        self, route: str, handler: Callable[[web.Request, bool], Awaitable[Answer]]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def endpoint(request: web.Request) -> web.Response:
+            auth = request.headers.get("Authorization")
+            authorized = auth == f"Bearer {self.token}"
+            failure = self.take_failure(route)
+            if failure is not None and failure.hang:
+                await self.held(route, path=request.path)
+            try:
+                if failure is not None and not failure.hang:
+                    raise _HubError(failure.status, None, failure.message or f"injected {failure.status}")
+                status, headers, body = await handler(request, authorized)
+            except _HubError as exc:
+                status, body = exc.status, json.dumps({"error": exc.message}).encode()
+                headers = {"Content-Type": "application/json", "X-Error-Message": exc.message}
+                if exc.code:
+                    headers["X-Error-Code"] = exc.code
+            self.recorder.add(
+                HubRecord(
+                    route,
+                    None,
+                    status,
+                    path=request.path,
+                    authorized=authorized,
+                    had_auth_header=auth is not None,
+                )
             )
-        raise _HubError(404, None, f"no route for {self.command} {raw_path}")
+            return web.Response(status=status, headers=headers, body=body)
 
-    def _repo(self, repo_id: str, *, authorized: bool) -> FakeRepo:
-        repo = self.hub.repos.get(repo_id)
+        return endpoint
+
+    def _repo(self, request: web.Request, authorized: bool) -> tuple[str, FakeRepo]:
+        repo_id = f"{request.match_info['org']}/{request.match_info['name']}"
+        repo = self.repos.get(repo_id)
         if repo is None or (repo.private and not authorized):
-            status = 404 if authorized else 401
-            raise _HubError(status, "RepoNotFound", "Repository not found")
-        return repo
+            raise _HubError(404 if authorized else 401, "RepoNotFound", "Repository not found")
+        return repo_id, repo
 
-    def _commit_of(self, repo_id: str, repo: FakeRepo, revision: str) -> str:
+    @staticmethod
+    def _commit_of(repo: FakeRepo, revision: str) -> str:
         sha = repo.refs.get(revision, revision)
         if sha not in repo.commits:
             raise _HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         return sha
 
-    def _info(self, repo_id: str, revision: str, *, authorized: bool) -> tuple[int, dict[str, str], bytes]:
-        repo = self._repo(repo_id, authorized=authorized)
-        sha = self._commit_of(repo_id, repo, revision)
-        return self._json(
+    @staticmethod
+    def _require_token(authorized: bool) -> None:
+        if not authorized:
+            raise _HubError(401, None, "Invalid username or password.")
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    async def _info(self, request: web.Request, authorized: bool) -> Answer:
+        repo_id, repo = self._repo(request, authorized)
+        sha = self._commit_of(repo, request.match_info.get("revision", "main"))
+        return _json(
             {
                 "id": repo_id,
                 "modelId": repo_id,
@@ -233,40 +209,38 @@ class _Handler(BaseHTTPRequestHandler):
             }
         )
 
-    def _tree(
-        self, repo_id: str, revision: str, under: str, *, authorized: bool
-    ) -> tuple[int, dict[str, str], bytes]:
-        repo = self._repo(repo_id, authorized=authorized)
-        files = repo.commits[self._commit_of(repo_id, repo, revision)]
+    async def _tree(self, request: web.Request, authorized: bool) -> Answer:
+        _, repo = self._repo(request, authorized)
+        files = repo.commits[self._commit_of(repo, request.match_info["revision"])]
+        under = request.match_info.get("under", "")
         prefix = f"{under}/" if under else ""
-        entries: list[dict[str, Any]] = []
         folders = sorted({p.rsplit("/", 1)[0] for p in files if "/" in p})
-        for folder in folders:
-            if folder.startswith(prefix):
-                entries.append(
-                    {"type": "directory", "oid": blob_id(folder.encode()), "size": 0, "path": folder}
-                )
-        for path, content in sorted(files.items()):
-            if path.startswith(prefix):
-                entries.append({"type": "file", "oid": blob_id(content), "size": len(content), "path": path})
-        return self._json(entries)
+        entries: list[dict[str, Any]] = [
+            {"type": "directory", "oid": blob_id(folder.encode()), "size": 0, "path": folder}
+            for folder in folders
+            if folder.startswith(prefix)
+        ]
+        entries += [
+            {"type": "file", "oid": blob_id(content), "size": len(content), "path": path}
+            for path, content in sorted(files.items())
+            if path.startswith(prefix)
+        ]
+        return _json(entries)
 
-    def _resolve(
-        self, repo_id: str, revision: str, path: str, *, authorized: bool
-    ) -> tuple[int, dict[str, str], bytes]:
-        repo = self._repo(repo_id, authorized=authorized)
+    async def _resolve(self, request: web.Request, authorized: bool) -> Answer:
+        repo_id, repo = self._repo(request, authorized)
         if repo.gated:
             raise _HubError(
                 403,
                 "GatedRepo",
                 f"Access to model {repo_id} is restricted and you are not in the authorized list. "
-                f"Visit {self.hub.url}/{repo_id} to ask for access.",
+                f"Visit {self.url}/{repo_id} to ask for access.",
             )
-        sha = self._commit_of(repo_id, repo, revision)
-        files = repo.commits[sha]
-        if path not in files:
+        revision, path = request.match_info["revision"], request.match_info["path"]
+        sha = self._commit_of(repo, revision)
+        content = repo.commits[sha].get(path)
+        if content is None:
             raise _HubError(404, "EntryNotFound", f"{path} does not exist on {revision}")
-        content = files[path]
         headers = {
             "Content-Type": "application/octet-stream",
             "X-Repo-Commit": sha,
@@ -274,37 +248,40 @@ class _Handler(BaseHTTPRequestHandler):
         }
         return 200, headers, content
 
-    # -- writes ------------------------------------------------------------------------------
+    async def _unknown(self, request: web.Request, authorized: bool) -> Answer:
+        raise _HubError(404, None, f"no route for {request.method} {request.path}")
 
-    def _require_token(self, authorized: bool) -> None:
-        if not authorized:
-            raise _HubError(401, None, "Invalid username or password.")
+    # -- writes ------------------------------------------------------------------------------------
 
-    def _create_repo(self, payload: dict[str, Any], *, authorized: bool) -> tuple[int, dict[str, str], bytes]:
+    async def _validate_yaml(self, request: web.Request, authorized: bool) -> Answer:
+        return _json({"errors": [], "warnings": []})
+
+    async def _create_repo(self, request: web.Request, authorized: bool) -> Answer:
         self._require_token(authorized)
+        payload = await request.json()
         repo_id = f"{payload['organization']}/{payload['name']}"
-        if repo_id in self.hub.repos:  # the real Hub names the existing repo in its 409
-            return self._json(
-                {"error": "You already created this model repo", "url": f"{self.hub.url}/{repo_id}"}, 409
+        if repo_id in self.repos:  # the real Hub names the existing repo in its 409
+            return _json(
+                {"error": "You already created this model repo", "url": f"{self.url}/{repo_id}"}, 409
             )
         private = payload.get("private") is True or payload.get("visibility") == "private"
-        self.hub.add_commit(repo_id, {".gitattributes": b"*.safetensors filter=lfs\n"}, private=private)
-        return self._json({"url": f"{self.hub.url}/{repo_id}", "name": repo_id})
+        self.add_commit(repo_id, {".gitattributes": b"*.safetensors filter=lfs\n"}, private=private)
+        return _json({"url": f"{self.url}/{repo_id}", "name": repo_id})
 
-    def _branch(self, repo_id: str, branch: str, *, authorized: bool) -> tuple[int, dict[str, str], bytes]:
+    async def _branch(self, request: web.Request, authorized: bool) -> Answer:
         self._require_token(authorized)
-        repo = self._repo(repo_id, authorized=authorized)
+        _, repo = self._repo(request, authorized)
+        branch = request.match_info["revision"]
         if branch in repo.refs:
             raise _HubError(409, None, f"Reference {branch} already exists")
         repo.refs[branch] = repo.refs["main"]
-        return self._json({})
+        return _json({})
 
-    def _preupload(
-        self, repo_id: str, revision: str, payload: dict[str, Any], *, authorized: bool
-    ) -> tuple[int, dict[str, str], bytes]:
+    async def _preupload(self, request: web.Request, authorized: bool) -> Answer:
         self._require_token(authorized)
-        repo = self._repo(repo_id, authorized=authorized)
-        current = repo.commits[self._commit_of(repo_id, repo, revision)]
+        _, repo = self._repo(request, authorized)
+        revision = request.match_info["revision"]
+        current = repo.commits[self._commit_of(repo, revision)]
         files = [
             {
                 "path": f["path"],
@@ -312,33 +289,25 @@ class _Handler(BaseHTTPRequestHandler):
                 "shouldIgnore": False,
                 "oid": blob_id(current[f["path"]]) if f["path"] in current else None,
             }
-            for f in payload["files"]
+            for f in (await request.json())["files"]
         ]
-        return self._json({"files": files, "commitOid": repo.refs.get(revision, revision)})
+        return _json({"files": files, "commitOid": repo.refs.get(revision, revision)})
 
-    def _commit(
-        self, repo_id: str, revision: str, body: bytes, *, authorized: bool
-    ) -> tuple[int, dict[str, str], bytes]:
+    async def _commit(self, request: web.Request, authorized: bool) -> Answer:
         self._require_token(authorized)
-        repo = self._repo(repo_id, authorized=authorized)
+        repo_id, repo = self._repo(request, authorized)
+        revision = request.match_info["revision"]
         if revision not in repo.refs:
             raise _HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-        changes: dict[str, bytes | None] = {}
-        for line in body.splitlines():
+        files: dict[str, bytes] = dict(repo.commits[repo.refs[revision]])
+        for line in (await request.read()).splitlines():
             item = json.loads(line)
             value = item["value"]
-            if item["key"] == "file":
-                assert value["encoding"] == "base64", value
-                changes[value["path"]] = base64.b64decode(value["content"])
+            if item["key"] == "file" and value["encoding"] == "base64":
+                files[value["path"]] = base64.b64decode(value["content"])
             elif item["key"] == "deletedFile":
-                changes[value["path"]] = None
+                files.pop(value["path"], None)
             elif item["key"] != "header":
                 raise _HubError(400, None, f"the fake Hub does not take {item['key']!r} operations")
-        files = {**repo.commits[repo.refs[revision]]}
-        for path, content in changes.items():
-            if content is None:
-                files.pop(path, None)
-            else:
-                files[path] = content
-        sha = self.hub.add_commit(repo_id, files, branch=revision)
-        return self._json({"commitUrl": f"{self.hub.url}/{repo_id}/commit/{sha}", "commitOid": sha})
+        sha = self.add_commit(repo_id, files, branch=revision)
+        return _json({"commitUrl": f"{self.url}/{repo_id}/commit/{sha}", "commitOid": sha})

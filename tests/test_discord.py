@@ -22,7 +22,7 @@ from bots.prediction_log import PredictionLog
 from bots.ratelimit import MemoryRateLimiter
 from bots.user_queue import UserQueue
 from tests.conftest import BUNDLED_MODEL, ROOT
-from tests.fake_discord import FakeDiscord
+from tests.fake_discord import RESUMED, FakeDiscord
 from tests.test_engine import GatedModel, in_forward, loader_with
 from vqa_engine import VQAEngine
 from vqa_engine.package import ModelPackage, load_package
@@ -242,7 +242,7 @@ async def test_the_gateway_dropping_mid_conversation(bot: Bot) -> None:
     first = await bot.reply(dm)
     fake.drop_connection(4000)
     fake.send_message(dm, ALICE, SHAPE_Q)  # while disconnected: replayed on RESUME
-    await fake.wait_for_resume()
+    await fake.wait_for_calls(RESUMED)  # the missed events replayed
     second = await bot.reply(dm)
     entries = await bot.finish()
     assert first.startswith("green — ")
@@ -287,14 +287,14 @@ async def test_slash_commands_are_registered_only_when_they_changed(tmp_path: Pa
     async with running_bot(tmp_path) as bot:
         fake = bot.fake
         await bot.finish()
-        first = len(fake.requests_to("PUT /applications/{app_id}/commands"))
+        first = len(fake.calls_of("PUT /applications/{app_id}/commands"))
         again = DiscordAdapter(bot.core, token=fake.token, guild_ready_timeout=0.05)
         await again.start()  # a restart with the same commands
         await again.stop()
         forced = DiscordAdapter(bot.core, token=fake.token, guild_ready_timeout=0.05, sync_commands=True)
         await forced.start()
         await forced.stop()
-    puts = fake.requests_to("PUT /applications/{app_id}/commands")
+    puts = fake.calls_of("PUT /applications/{app_id}/commands")
     assert first == 1  # the first start registered them
     assert len(puts) == 2  # the restart only compared (GET); DISCORD_SYNC_COMMANDS=true registered again
-    assert len(fake.requests_to("GET /applications/{app_id}/commands")) == 2
+    assert len(fake.calls_of("GET /applications/{app_id}/commands")) == 2

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from tests.conftest import BUNDLED_MODEL, ROOT, build_model
-from tests.fake_hub import FakeHub, Request, read_folder
+from tests.fake_hub import FakeHub, HubRecord, read_folder
 from vqa_engine.hub import load_model, resolve_model
 from vqa_engine.hub import main as hub_main
 from vqa_engine.package import load_package, save_package
@@ -200,9 +200,8 @@ def warm_cache(hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def down_hub_url() -> str:
     """The address of a Hub that has stopped: connections are refused."""
-    fake = FakeHub(TOKEN)
-    fake.start()
-    fake.stop()
+    with FakeHub(TOKEN) as fake:
+        pass
     return fake.url
 
 
@@ -212,7 +211,7 @@ def down_hub_url() -> str:
 @dataclass
 class Asked:
     results: dict[str, subprocess.CompletedProcess[str]]
-    requests: list[Request]  # what the fake Hub saw while they ran
+    requests: list[HubRecord]  # what the fake Hub saw while they ran
     cache: Path
 
 
@@ -223,9 +222,9 @@ def first_asks(hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Asked:
     cache = tmp_path_factory.mktemp("first") / "hub-cache"
     public = child_env(hub.url, cache, MODEL_REPO_ID="org/film", HF_TOKEN=TOKEN, LOG_LEVEL="DEBUG")
     private = child_env(hub.url, cache, MODEL_REPO_ID="org/private")
-    hub.clear_requests()
+    hub.clear_calls()
     results = run_together(lambda: ask(public), lambda: ask(private))
-    return Asked(dict(zip(["public", "private"], results, strict=True)), hub.requests[:], cache)
+    return Asked(dict(zip(["public", "private"], results, strict=True)), hub.calls[:], cache)
 
 
 @pytest.fixture(scope="module")
@@ -233,9 +232,9 @@ def warm_asks(hub: FakeHub, warm_cache: Path, down_hub_url: str) -> Asked:
     """``main.py ask --json`` with a warm cache: offline, and with the Hub down."""
     offline = child_env(hub.url, warm_cache, MODEL_REPO_ID="org/film", HF_HUB_OFFLINE="1", HF_TOKEN=TOKEN)
     down = child_env(down_hub_url, warm_cache, MODEL_REPO_ID="org/film", HF_TOKEN=TOKEN)
-    hub.clear_requests()
+    hub.clear_calls()
     results = run_together(lambda: ask(offline, "--json"), lambda: ask(down, "--json"))
-    return Asked(dict(zip(["offline", "down"], results, strict=True)), hub.requests[:], warm_cache)
+    return Asked(dict(zip(["offline", "down"], results, strict=True)), hub.calls[:], warm_cache)
 
 
 def test_ask_downloads_only_the_package_and_answers(hub: FakeHub, first_asks: Asked) -> None:
@@ -372,7 +371,7 @@ def test_inconsistent_packages_name_the_file(loaded: Results, case: str, words: 
 @dataclass
 class Resolved:
     results: dict[str, dict[str, Any]]
-    requests: list[Request]  # what the fake Hub saw meanwhile
+    requests: list[HubRecord]  # what the fake Hub saw meanwhile
     torch_imported: bool
 
 
@@ -391,10 +390,10 @@ def resolved(hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Resolved
         "nested path": {"repo": "some/dir/model"},
         "local folder": {"repo": str(BUNDLED_MODEL)},
     }
-    hub.clear_requests()
+    hub.clear_calls()
     env = child_env(hub.url, tmp_path_factory.mktemp("resolved") / "cache")
     *results, trailer = many(RESOLVE, env, list(cases.values()))
-    return Resolved(dict(zip(cases, results, strict=True)), hub.requests[:], trailer["torch imported"])
+    return Resolved(dict(zip(cases, results, strict=True)), hub.calls[:], trailer["torch imported"])
 
 
 def test_private_repo_with_a_token(hub: FakeHub, resolved: Resolved) -> None:
@@ -458,12 +457,12 @@ def test_local_folder_is_used_as_is(resolved: Resolved) -> None:
 
 
 def test_offline_with_a_cold_cache_says_so(hub: FakeHub, tmp_path: Path) -> None:
-    hub.clear_requests()
+    hub.clear_calls()
     result = hub_cli(child_env(hub.url, tmp_path / "cache", HF_HUB_OFFLINE="1"), "download", "org/film")
     assert result.returncode == 1
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: HF_HUB_OFFLINE is set and org/film is not in the Hugging Face cache")
-    assert hub.requests == []
+    assert hub.calls == []
 
 
 def test_unreachable_hub_with_a_cold_cache_says_so(tmp_path: Path, down_hub_url: str) -> None:
@@ -491,11 +490,11 @@ def test_push_refuses_an_invalid_package_before_sending_anything(
     for name, content in read_folder(packages["small0"]).items():
         (broken / name).write_bytes(content)
     (broken / "answers.txt").write_text("yes\nno\n")  # the model has 8 outputs
-    hub.clear_requests()
+    hub.clear_calls()
     assert hub_main(["push", str(broken), "--repo", "me/broken"]) == 1  # in-process: nothing reaches a Hub
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "num_answers=8 but the answer list has 2 answers" in err
-    assert hub.requests == []
+    assert hub.calls == []
 
 
 # --------------------------------------------------------------------------- in-process, local

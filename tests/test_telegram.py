@@ -81,7 +81,9 @@ def answer_text(entry: Entry) -> str:
 def typed_before(fake: FakeTelegram, reply: SentMessage) -> bool:
     """A "typing…" action went to the reply's chat before the reply itself."""
     return any(
-        a.chat_id == reply.chat_id and a.action == "typing" and a.at <= reply.at for a in fake.chat_actions
+        c.params["chat_id"] == reply.chat_id and c.params["action"] == "typing" and c.at <= reply.at
+        for c in fake.calls_of("sendChatAction")
+        if c.status == 200
     )
 
 
@@ -167,7 +169,7 @@ async def test_a_captioned_photo_is_answered_from_its_smallest_usable_size(bot: 
     assert reply.reply_to_message_id == message["message_id"]
     assert reply.text is not None and reply.text.startswith("blue — ")
     assert reply.text == answer_text(entry)
-    assert fake.chat_actions == []  # a quick answer: no "typing…" (one request fewer per question)
+    assert fake.calls_of("sendChatAction") == []  # a quick answer: no "typing…" (a request fewer)
     # one download, of the 90 x 90 size: the smallest that covers the model's 64 px input
     [small, covering, *_] = message["photo"]
     assert (covering["width"], covering["height"]) == (90, 90)
@@ -395,7 +397,7 @@ async def test_the_eleventh_question_in_a_minute_is_refused(bot: Bot) -> None:
 
 async def test_a_failed_download_asks_to_send_again(bot: Bot) -> None:
     fake = bot.fake
-    fake.fail_next("getFile", error_code=400, description="Bad Request: file is too big")
+    fake.fail_next("getFile", status=400, message="Bad Request: file is too big")
     message = fake.send_document(
         USER, USER, example("blue_circle"), file_name="a.png", mime_type="image/png", caption=COLOR_Q
     )
@@ -413,7 +415,7 @@ async def test_an_unexpected_error_reaches_the_error_handler(
 ) -> None:
     fake = bot.fake
     # a refusal no retry can mend: the handler raises, the error handler apologises
-    fake.fail_next("sendMessage", error_code=400, description="Bad Request: message is too long")
+    fake.fail_next("sendMessage", status=400, message="Bad Request: message is too long")
     message = fake.send_photo(USER, USER, example("blue_circle"), caption=COLOR_Q)
     reply = await bot.reply(USER)
     [entry] = await bot.finish()
@@ -440,11 +442,11 @@ async def test_no_token_in_any_log_record(tmp_path: Path, caplog: pytest.LogCapt
             fake = bot.fake
             fake.send_photo(USER, USER, example("blue_circle"), caption=COLOR_Q)
             answer = await bot.reply(USER)
-            fake.fail_next("getFile", error_code=400, description="Bad Request: file is too big")
+            fake.fail_next("getFile", status=400, message="Bad Request: file is too big")
             fake.send_photo(USER, USER, example("red_triangle"), caption=COLOR_Q)
             failed = await bot.reply(USER)
             # a traceback through the error handler
-            fake.fail_next("sendMessage", error_code=400, description="Bad Request: can't parse")
+            fake.fail_next("sendMessage", status=400, message="Bad Request: can't parse")
             fake.send_text(USER, USER, "/help")
             apology = await bot.reply(USER)
             entries = await bot.finish()
@@ -606,7 +608,7 @@ async def test_an_album_whose_answer_cannot_be_sent_reaches_the_error_handler(
     bot: Bot, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = bot.fake
-    fake.fail_next("sendMessage", error_code=400, description="Bad Request: message is too long")
+    fake.fail_next("sendMessage", status=400, message="Bad Request: message is too long")
     album = fake.send_media_group(
         USER, USER, [example("blue_circle"), example("red_triangle")], caption=COLOR_Q
     )
