@@ -171,6 +171,7 @@ class InteractionResponse:
     type: int  # 4 message, 5 deferred ("thinking..."), 6 deferred update, 7 update the message
     data: JSON
     at: float
+    files: list[UploadedFile] = field(default_factory=list)  # uploaded with a type 4 response
 
     @property
     def content(self) -> str | None:
@@ -1095,7 +1096,7 @@ class FakeDiscord(LoopbackServer):
         kind, data = int(body["type"]), body.get("data") or {}
         if kind == 4:
             self._checked(data, files)
-        response = state.responded = InteractionResponse(state.id, kind, data, time.monotonic())
+        response = state.responded = InteractionResponse(state.id, kind, data, time.monotonic(), files)
         if kind in (4, 5):
             original = self._interaction_message(state, data if kind == 4 else {}, files)
             if kind == 5:

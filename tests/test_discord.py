@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bots import replies
 from bots.core import ChatCore
@@ -298,3 +300,26 @@ async def test_slash_commands_are_registered_only_when_they_changed(tmp_path: Pa
     assert first == 1  # the first start registered them
     assert len(puts) == 2  # the restart only compared (GET); DISCORD_SYNC_COMMANDS=true registered again
     assert len(fake.calls_of("GET /applications/{app_id}/commands")) == 2
+
+
+async def test_an_answer_has_a_chart_button_and_feedback_buttons(bot: Bot) -> None:
+    fake = bot.fake
+    dm = fake.dm_channel(ALICE)
+    fake.send_message(dm, ALICE, COLOR_Q, attachments=[fake.attachment(example("blue_circle"))])
+    [answer] = await fake.wait_for_message(dm)
+    [row] = answer.payload["components"]
+    buttons = row["components"]
+    assert [b["label"] for b in buttons] == ["📊 Chart", "👍", "👎"]
+    chart_id, good_id, _ = (b["custom_id"] for b in buttons)
+
+    chart_click = fake.click(dm, ALICE, answer.id, chart_id)
+    chart = await fake.wait_for_interaction_response(chart_click["id"])
+    vote = fake.click(dm, ALICE, answer.id, good_id)
+    thanks = await fake.wait_for_interaction_response(vote["id"])
+    entries = await bot.finish()
+    assert chart.type == 4 and chart.content == f"Top answers for “{COLOR_Q}”"
+    [png] = chart.files
+    with Image.open(io.BytesIO(png.data)) as picture:
+        assert picture.format == "PNG"
+    assert (thanks.content, thanks.ephemeral) == ("Thanks for the 👍!", True)
+    assert [(e["outcome"], e.get("feedback")) for e in entries] == [("answered", None), ("feedback", "good")]

@@ -671,3 +671,53 @@ async def test_in_a_group_a_photo_with_only_ask_says_how_to_follow_up(bot: Bot) 
     await bot.finish()
     assert prompt.text == replies.ASK_WHAT_GROUP["telegram"]
     assert answer.text is not None and answer.text.startswith("rectangle — ")
+
+
+# -- the buttons under an answer ---------------------------------------------------------------
+
+
+async def test_an_answer_has_a_chart_button_and_feedback_buttons(bot: Bot) -> None:
+    fake = bot.fake
+    fake.send_photo(USER, USER, example("blue_circle"), caption=COLOR_Q)
+    answer = await bot.reply(USER)
+    [row] = answer.params["reply_markup"]["inline_keyboard"]
+    assert [b["text"] for b in row] == ["📊 Chart", "👍", "👎"]
+    chart_data, good_data, bad_data = (b["callback_data"] for b in row)
+
+    fake.click(USER, USER, answer.message_id, chart_data)
+    chart = await bot.reply(USER)
+    fake.click(USER, USER, answer.message_id, good_data)
+    fake.click(USER, USER, answer.message_id, bad_data)  # changed their mind
+    answered_queries = await fake.wait_for_calls("answerCallbackQuery", 3)
+    toasts = [c.params.get("text") for c in answered_queries]
+    fake.send_text(ADMIN, ADMIN, "/stats")
+    stats = await bot.reply(ADMIN)
+    entries = await bot.finish()
+
+    assert chart.method == "sendPhoto" and chart.reply_to_message_id == answer.message_id
+    assert chart.text == f"Top answers for “{COLOR_Q}”"
+    assert chart.photo is not None
+    with Image.open(io.BytesIO(chart.photo)) as picture:
+        assert picture.format == "PNG" and picture.width == 640
+    assert toasts == [None, "Thanks for the 👍!", "Changed to 👎, thanks."]
+    assert stats.text is not None and f"telegram, model {BUNDLED_MODEL}: 0% of 1 votes" in stats.text
+    answered, good, bad = entries
+    assert answered["outcome"] == "answered" and answered["request_id"] == chart_data.split(":")[1]
+    assert [(e["outcome"], e["feedback"], e["request_id"]) for e in (good, bad)] == [
+        ("feedback", "good", answered["request_id"]),
+        ("feedback", "bad", answered["request_id"]),
+    ]
+    assert good["user"] == answered["user"]
+
+
+async def test_a_button_under_a_forgotten_answer_says_so(bot: Bot) -> None:
+    fake = bot.fake
+    fake.send_photo(USER, USER, example("blue_circle"), caption=COLOR_Q)
+    answer = await bot.reply(USER)
+    bot.core.feedback = type(bot.core.feedback)()  # as after a restart: the answer is not remembered
+    [row] = answer.params["reply_markup"]["inline_keyboard"]
+    fake.click(USER, USER, answer.message_id, row[0]["callback_data"])
+    [toast] = await fake.wait_for_calls("answerCallbackQuery")
+    await bot.finish()
+    assert toast.params["text"] == replies.BUTTON_EXPIRED
+    assert fake.replies(USER) == [answer]  # nothing sent to the chat
