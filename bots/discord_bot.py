@@ -54,9 +54,13 @@ def point_at(api_base: str | None, gateway_url: str | None) -> None:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Worth another try: the connection failed. (discord.py already retried 429 and 5xx.)"""
-    if isinstance(exc, discord.HTTPException):
+    """Worth another try: the connection failed, or a 5xx that discord.py did not retry itself
+    (it retries its API calls' 429 and 5xx, raising ``DiscordServerError`` when they persist; a
+    download from the CDN it does not retry)."""
+    if isinstance(exc, discord.DiscordServerError):
         return False
+    if isinstance(exc, discord.HTTPException):
+        return exc.status >= 500
     return isinstance(exc, aiohttp.ClientError | OSError | TimeoutError)
 
 

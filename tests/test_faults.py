@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_discord import CREATE_MESSAGE
+from tests.loopback import DOWNLOAD
 from tests.test_discord import ALICE, CHANNEL
 from tests.test_discord import running_bot as running_discord
 from tests.test_engine import GatedModel, in_forward, loader_with
@@ -112,6 +113,18 @@ async def test_a_discord_5xx_on_the_answer_is_retried(tmp_path: Path) -> None:
         await bot.finish()
     assert answer.startswith("blue — ")
     assert len(fake.messages_to(dm)) == 1
+
+
+async def test_a_discord_attachment_download_that_fails_with_500_is_retried(tmp_path: Path) -> None:
+    async with running_discord(tmp_path) as bot:
+        fake = bot.fake
+        fake.fail_next(DOWNLOAD, status=500)
+        dm = fake.dm_channel(ALICE)
+        fake.send_message(dm, ALICE, COLOR_Q, attachments=[fake.attachment(example("green_rectangle"))])
+        answer = await bot.reply(dm)
+        await bot.finish()
+    assert answer.startswith("green — ")
+    assert [c.status for c in fake.calls_of(DOWNLOAD)] == [500, 200]
 
 
 async def test_an_expired_interaction_is_answered_in_its_channel(
