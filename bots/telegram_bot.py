@@ -60,6 +60,9 @@ MAX_CAPTION = 1024
 ALBUM_WAIT_S = 0.8
 #: how often a 429 is retried (after Telegram's ``retry_after``) before giving up
 FLOOD_RETRIES = 3
+#: messages a second to all chats together: Telegram's limit for a bot (a self-hosted Bot API
+#: server, or a bot with paid broadcasts, may allow more)
+FLOOD_LIMIT = 30.0
 COMMANDS = [
     BotCommand("ask", "ask about a photo (reply to it, or put /ask in its caption)"),
     BotCommand("help", "how to use this bot"),
@@ -120,6 +123,7 @@ class TelegramAdapter:
         concurrent_updates: int = 64,
         connection_pool_size: int = 32,
         drain_s: float = 8.0,
+        flood_limit: float = FLOOD_LIMIT,
     ) -> None:
         self.core = core
         self.drain_s = drain_s
@@ -133,7 +137,7 @@ class TelegramAdapter:
             .concurrent_updates(concurrent_updates)
             .request(self._requests[0])
             .get_updates_request(self._requests[1])
-            .rate_limiter(AIORateLimiter(max_retries=FLOOD_RETRIES))
+            .rate_limiter(AIORateLimiter(overall_max_rate=flood_limit, max_retries=FLOOD_RETRIES))
         )
         if base_url:
             builder = builder.base_url(base_url)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+FORM = "application/x-www-form-urlencoded"
 #: the type of PTB's "use the default" marker, without importing PTB's private modules
 _DEFAULT = type(BaseRequest.DEFAULT_NONE)
 
@@ -94,8 +95,9 @@ class AiohttpRequest(BaseRequest):
             parts = (connect, write, read)
             total = None if None in parts else sum(p for p in parts if p is not None)
             timeout = aiohttp.ClientTimeout(total=total, connect=None, sock_connect=connect, sock_read=read)
+            body, headers = encode_body(request_data)
             async with self._session.request(
-                method, url, data=encode_body(request_data), timeout=timeout, proxy=self._proxy_for(url)
+                method, url, data=body, headers=headers, timeout=timeout, proxy=self._proxy_for(url)
             ) as response:
                 return response.status, await response.read()
         except TimeoutError as exc:  # aiohttp's timeouts are TimeoutError subclasses
@@ -123,16 +125,17 @@ def _pick(value: object, default: float | None) -> float | None:
     return value if value is None else float(value)  # type: ignore[arg-type]
 
 
-def encode_body(request_data: RequestData | None) -> aiohttp.FormData | dict[str, str] | None:
-    """Form fields, or multipart when files are uploaded (as PTB's httpx transport sends them)."""
+def encode_body(request_data: RequestData | None) -> tuple[aiohttp.FormData | bytes | None, dict[str, str]]:
+    """The body and its headers: form fields, or multipart when files are uploaded (as PTB's httpx
+    transport sends them). Plain forms are encoded here: aiohttp's ``FormData`` would draw a random
+    multipart boundary for each of them first."""
     if request_data is None:
-        return None
-    fields = request_data.json_parameters
+        return None, {}
     if not request_data.contains_files:
-        return fields
+        return urlencode(request_data.json_parameters).encode(), {"Content-Type": FORM}
     form = aiohttp.FormData()
-    for name, value in fields.items():
+    for name, value in request_data.json_parameters.items():
         form.add_field(name, value)
     for name, (file_name, content, mime_type) in request_data.multipart_data.items():
         form.add_field(name, content, filename=file_name, content_type=mime_type)
-    return form
+    return form, {}
