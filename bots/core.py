@@ -22,7 +22,6 @@ from bots import replies
 from bots.chart import render_chart
 from bots.events import Button, ChatEvent, Command, ImageRef, Outcome, Reply
 from bots.feedback import Answered, FeedbackBook
-from bots.health import format_health, format_stats
 from bots.memory import ImageStore, MemoryKey
 from bots.prediction_log import PredictionLog
 from bots.ratelimit import RateLimiter
@@ -281,9 +280,9 @@ class ChatCore:
             return Reply(replies.NOT_ADMIN, Outcome.NOT_ADMIN, private=True)
         stats = self.engine.stats()
         if event.command is Command.HEALTH:
-            text = format_health(stats, platforms=list(self.platforms()))
+            text = replies.format_health(stats, platforms=list(self.platforms()))
         else:
-            text = format_stats(
+            text = replies.format_stats(
                 stats,
                 self.outcomes,
                 remembered_images=await self.memory.count(),

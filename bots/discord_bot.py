@@ -215,20 +215,22 @@ class DiscordAdapter:
         return self.client.is_ready() and not self.client.is_closed()
 
     def register(self, tree: app_commands.CommandTree) -> None:
-        @tree.command(name="ask", description="Ask a question about an image")
-        @app_commands.describe(image="the picture", question="e.g. what color is the shape?")
+        menu = replies.COMMANDS["discord"]
+
+        @tree.command(name="ask", description=menu["ask"])
+        @app_commands.describe(**replies.ASK_OPTIONS)
         async def ask(interaction: discord.Interaction, image: discord.Attachment, question: str) -> None:
             await self._interaction(interaction, images=(image_ref(image),), text=question)
 
-        @tree.command(name="help", description="How to use this bot")
+        @tree.command(name="help", description=menu["help"])
         async def help_(interaction: discord.Interaction) -> None:
             await self._interaction(interaction, command=Command.HELP)
 
-        @tree.command(name="health", description="Is the bot healthy? (admins)")
+        @tree.command(name="health", description=menu["health"])
         async def health(interaction: discord.Interaction) -> None:
             await self._interaction(interaction, command=Command.HEALTH)
 
-        @tree.command(name="stats", description="What has the bot been doing? (admins)")
+        @tree.command(name="stats", description=menu["stats"])
         async def stats(interaction: discord.Interaction) -> None:
             await self._interaction(interaction, command=Command.STATS)
 

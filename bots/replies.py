@@ -6,8 +6,14 @@ written for users too; ``sentence()`` gives them a chat reply's capital and full
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import TYPE_CHECKING
+
 from vqa_engine import Prediction
 from vqa_engine.formats import SUPPORTED_TEXT, describe_mime
+
+if TYPE_CHECKING:
+    from vqa_engine.engine import EngineStats
 
 #: below this confidence the answer is worded as a guess
 UNSURE_BELOW = 0.5
@@ -33,6 +39,21 @@ HELP = {
         "I read {formats} images up to {max_mb} MB."
     ),
 }
+#: command menus: Telegram's "/" list and Discord's slash commands
+COMMANDS = {
+    "telegram": {
+        "ask": "ask about a photo (reply to it, or put /ask in its caption)",
+        "help": "how to use this bot",
+        "start": "what this bot does",
+    },
+    "discord": {
+        "ask": "Ask a question about an image",
+        "help": "How to use this bot",
+        "health": "Is the bot healthy? (admins)",
+        "stats": "What has the bot been doing? (admins)",
+    },
+}
+ASK_OPTIONS = {"image": "the picture", "question": "e.g. what color is the shape?"}
 ASK_WHAT = "Got the picture. What would you like to know about it? (e.g. “what shape is it?”)"
 ASK_WHAT_GROUP = {
     "telegram": (
@@ -160,3 +181,75 @@ def human_bytes(n: int) -> str:
 def clip(text: str, limit: int) -> str:
     """Fit a platform's message length limit."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- /health and /stats, for admins ------------------------------------------------------------
+
+
+def duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
+
+
+def format_health(stats: EngineStats, *, platforms: list[str]) -> str:
+    """Is it up, which model exactly, and is it keeping up."""
+    status = "OK" if stats.state == "running" else stats.state.upper()
+    revision = f" @ {stats.revision}" if stats.revision else ""
+    return "\n".join(
+        [
+            f"{status} — up {duration(stats.uptime_s)}",
+            f"model: {stats.model_id}{revision}",
+            f"device: {stats.device}",
+            f"platforms: {', '.join(platforms) or 'none'}",
+            f"queue: {stats.queue_depth} waiting, {stats.in_flight} in flight",
+            f"latency: p50 {_ms(stats.latency_p50_ms)}, p95 {_ms(stats.latency_p95_ms)}",
+            f"memory: {stats.memory_rss_mb:.0f} MB",
+        ]
+    )
+
+
+def format_stats(
+    stats: EngineStats,
+    outcomes: Counter[tuple[str, str]],
+    *,
+    remembered_images: int,
+    ratings: dict[tuple[str, str], tuple[int, int]] | None = None,
+) -> str:
+    """What happened since start-up: chat outcomes per platform, and the engine's counters."""
+    lines = ["chat requests since start-up:"]
+    platforms = sorted({platform for platform, _ in outcomes})
+    if not platforms:
+        lines.append("  none yet")
+    for platform in platforms:
+        mine = {outcome: n for (p, outcome), n in outcomes.items() if p == platform}
+        total = sum(mine.values())
+        parts = ", ".join(f"{outcome} {n}" for outcome, n in sorted(mine.items(), key=lambda kv: -kv[1]))
+        lines.append(f"  {platform}: {total} ({parts})")
+    requests = stats.requests
+    cache_total = stats.cache_hits + stats.cache_misses
+    hit_rate = f"{stats.cache_hits / cache_total:.0%}" if cache_total else "–"
+    lines += [
+        "engine:",
+        "  " + ", ".join(f"{outcome} {n}" for outcome, n in requests.items() if n or outcome == "answered"),
+        f"  batches {stats.batches}, mean size {stats.mean_batch_size:.1f}, largest {stats.largest_batch}",
+        f"  latency p50 {_ms(stats.latency_p50_ms)}, p95 {_ms(stats.latency_p95_ms)}",
+        f"  cache hits {stats.cache_hits} ({hit_rate})",
+        f"images remembered for follow-ups: {remembered_images}",
+        "answers rated good (👍 of 👍+👎):",
+    ]
+    if not ratings:
+        lines.append("  no votes yet")
+    for (platform, revision), (good, votes) in sorted((ratings or {}).items()):
+        lines.append(f"  {platform}, model {revision}: {good / votes:.0%} of {votes} votes")
+    return "\n".join(lines)

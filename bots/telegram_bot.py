@@ -63,11 +63,7 @@ FLOOD_RETRIES = 3
 #: messages a second to all chats together: Telegram's limit for a bot (a self-hosted Bot API
 #: server, or a bot with paid broadcasts, may allow more)
 FLOOD_LIMIT = 30.0
-COMMANDS = [
-    BotCommand("ask", "ask about a photo (reply to it, or put /ask in its caption)"),
-    BotCommand("help", "how to use this bot"),
-    BotCommand("start", "what this bot does"),
-]
+COMMANDS = [BotCommand(name, text) for name, text in replies.COMMANDS["telegram"].items()]
 _COMMANDS = {"start": Command.START, "help": Command.HELP, "health": Command.HEALTH, "stats": Command.STATS}
 #: callback data of the buttons under an answer: "chart:<request id>", "good:…", "bad:…"
 _BUTTON_DATA = re.compile(r"^(chart|good|bad):([0-9a-f]{1,32})$")
