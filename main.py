@@ -39,7 +39,9 @@ class FrontEnd(Protocol):
 
     async def start(self) -> None: ...
 
-    async def stop(self) -> None: ...
+    async def stop(self) -> bool:
+        """Stop; True when every question it had received was answered."""
+        ...
 
 
 def read_image_arg(path: str, max_bytes: int) -> bytes:
@@ -203,7 +205,12 @@ async def serve(settings: Settings) -> int:
         front_ends.update(
             (name, front) for (name, front), ok in zip(candidates.items(), started, strict=True) if ok
         )
-        stack.push_async_callback(stop_front_ends, front_ends, settings.shutdown_timeout_s)
+        drained: list[bool] = []
+
+        async def stop_all() -> None:
+            drained.append(await stop_front_ends(front_ends, settings.shutdown_timeout_s))
+
+        stack.push_async_callback(stop_all)
         if stop.is_set():
             log.info("stopped before every platform had connected")
             return 0
@@ -213,6 +220,13 @@ async def serve(settings: Settings) -> int:
         log.info("serving on %s", ", ".join(front_ends))
         await stop.wait()
         log.info("stopping: answering the questions already received")
+    if drained and not drained[0]:
+        print(
+            "error: stopped with questions unanswered after SHUTDOWN_TIMEOUT_S "
+            f"({settings.shutdown_timeout_s:g} s); their users got no reply",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     log.info("stopped")
     return 0
 
@@ -232,17 +246,18 @@ async def start_front_end(name: str, front: FrontEnd, stop: asyncio.Event, timeo
     return False
 
 
-async def stop_front_ends(front_ends: dict[str, FrontEnd], timeout: float) -> None:
-    """Stop every platform at once; each answers what it already received."""
+async def stop_front_ends(front_ends: dict[str, FrontEnd], timeout: float) -> bool:
+    """Stop every platform at once; each answers what it already received. True: all answered."""
 
-    async def stop_one(name: str, front: FrontEnd) -> None:
+    async def stop_one(name: str, front: FrontEnd) -> bool:
         try:
             async with asyncio.timeout(timeout + 2):
-                await front.stop()
+                return await front.stop()
         except Exception:
             log.exception("%s did not stop cleanly", name)
+            return False
 
-    await asyncio.gather(*(stop_one(name, front) for name, front in front_ends.items()))
+    return all(await asyncio.gather(*(stop_one(name, front) for name, front in front_ends.items())))
 
 
 def build_front_ends(settings: Settings, core: ChatCore, *, min_image_side: int) -> dict[str, FrontEnd]:

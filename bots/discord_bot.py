@@ -268,14 +268,17 @@ class DiscordAdapter:
         user = self.client.user
         log.info("discord: connected as %s", user.name if user else "?")
 
-    async def stop(self) -> None:
-        """Answer the questions already received (for up to ``drain_s``), then disconnect."""
+    async def stop(self) -> bool:
+        """Answer the questions already received (for up to ``drain_s``), then disconnect;
+        True when all of them were answered."""
+        pending: set[asyncio.Task[Any]] = set()
         if self._turns:
             _, pending = await asyncio.wait(set(self._turns), timeout=self.drain_s)
             if pending:
                 log.warning("discord: %d questions still unanswered at shutdown", len(pending))
         await self._close()
         log.info("discord: stopped")
+        return not pending
 
     async def _close(self) -> None:
         await self.client.close()

@@ -181,10 +181,12 @@ class TelegramAdapter:
         self.connected = True
         log.info("telegram: polling as @%s", username)
 
-    async def stop(self) -> None:
+    async def stop(self) -> bool:
         """Stop fetching updates, answer what is already in progress (for up to ``drain_s``),
-        then close. Updates not fetched yet stay with Telegram for the next start."""
+        then close; True when all of it was answered. Updates not fetched yet stay with Telegram
+        for the next start."""
         self.connected = False
+        drained = True
         try:
             async with asyncio.timeout(self.drain_s):
                 if self.app.updater is not None and self.app.updater.running:
@@ -197,8 +199,10 @@ class TelegramAdapter:
                     await self.app.stop()  # waits for the handlers still running
         except TimeoutError:
             log.warning("telegram: questions still unanswered after %.0f s; stopping anyway", self.drain_s)
+            drained = False
         await self._close()
         log.info("telegram: stopped")
+        return drained
 
     async def _close(self) -> None:
         """Stop the application (it waits for running handlers) and close every HTTP session.

@@ -108,3 +108,19 @@ def minimal_env(tmp_path: Path) -> dict[str, str]:
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
     }
+
+
+async def test_a_question_still_unanswered_at_the_shutdown_timeout_is_reported(tmp_path: Path) -> None:
+    async with FakeTelegram(TOKEN) as telegram:
+        child = await start_child(child_env(telegram, tmp_path) | {"SHUTDOWN_TIMEOUT_S": "0.5"})
+        assert child.stderr is not None
+        seen: list[str] = []
+        await read_until(child.stderr, "serving on telegram", seen, 60)
+        telegram.hold_downloads()  # the image never arrives
+        telegram.send_photo(USER, USER, example("blue_circle"), caption=COLOR_Q)
+        await telegram.wait_for_held_downloads(1)
+        child.send_signal(signal.SIGTERM)
+        err = await finish(child, seen)
+    assert child.returncode == 1, err
+    assert "error: stopped with questions unanswered after SHUTDOWN_TIMEOUT_S (0.5 s)" in err
+    assert "Traceback" not in err and "Unclosed" not in err
