@@ -103,6 +103,7 @@ class ChatEvent:
     replied_image: ImageRef | None = None  # the image of the message this one replies to
     replied_hidden: bool = False  # it replies to a message whose image the platform hides from us
     command: Command | None = None
+    top_k: int | None = None  # candidates wanted (the web API's top_k); None: the engine's TOP_K
 
 
 @dataclass(frozen=True)
@@ -113,3 +114,4 @@ class Reply:
     outcome: Outcome
     private: bool = False  # meant for the asker only (Discord sends it ephemeral)
     predictions: tuple[Prediction, ...] = ()  # what was answered, in order
+    retry_after_s: int | None = None  # rate limited or busy: when to ask again (HTTP's Retry-After)

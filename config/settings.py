@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from bots.options import ChatOptions, DiscordOptions, TelegramOptions
+from bots.web.options import WebOptions
 from vqa_engine.options import EngineOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,12 +142,18 @@ class Settings(  # type: ignore[misc]  # the sections' configs merge (pydantic d
     ChatOptions,
     TelegramOptions,
     DiscordOptions,
+    WebOptions,
     ServiceSettings,
     LogSettings,
 ):
     """Everything ``python main.py`` runs on."""
 
     model_config = _Sources.model_config  # not the sections' extra="forbid": other keys are ignored
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret value set, and each API key on its own (a log may quote one alone)."""
+        return [*super().secrets, *self.keys]
 
 
 class AskSettings(_Sources, ModelSettings, LogSettings):  # type: ignore[misc]
