@@ -15,7 +15,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -26,6 +26,7 @@ from config.log import setup_logging
 
 if TYPE_CHECKING:
     from bots.core import ChatCore
+    from bots.prediction_log import PredictionLog
     from bots.web.metrics import Metrics
     from bots.web.server import WebServer
     from vqa_engine.engine import VQAEngine
@@ -173,12 +174,7 @@ async def serve(settings: Settings, *, chat: bool = True, http: HttpAddress | No
     The HTTP server starts before the model loads, so that ``/healthz`` answers and ``/readyz``
     says what is still loading.
     """
-    from bots.core import ChatCore
-    from bots.memory import ImageMemory
-    from bots.options import ChatOptions
     from bots.prediction_log import PredictionLog
-    from bots.ratelimit import MemoryRateLimiter
-    from bots.user_queue import UserQueue
     from vqa_engine import ModelPackageError
     from vqa_engine.engine import VQAEngine
     from vqa_engine.options import EngineOptions
@@ -206,17 +202,10 @@ async def serve(settings: Settings, *, chat: bool = True, http: HttpAddress | No
             return {name: name in front_ends and front_ends[name].connected for name in configured}
 
         metrics = build_metrics(engine, connections) if http is not None else None
-        options = settings.section(ChatOptions)
-        core = ChatCore(
+        core = build_core(
+            settings,
             engine,
-            limiter=MemoryRateLimiter(options.rate_limit),
-            queue=UserQueue(
-                max_in_flight=options.max_in_flight_per_user, max_waiting=options.max_queued_per_user
-            ),
-            memory=ImageMemory(ttl_s=options.follow_up_minutes * 60),
-            prediction_log=prediction_log,
-            admins=options.admins,
-            max_image_bytes=settings.max_image_bytes,
+            prediction_log,
             platforms=lambda: [name for name, front in front_ends.items() if front.connected],
             observe=metrics.observe if metrics is not None else None,
         )
@@ -288,6 +277,37 @@ async def stop_front_ends(front_ends: dict[str, FrontEnd], timeout: float) -> No
             log.exception("%s did not stop cleanly", name)
 
     await asyncio.gather(*(stop_one(name, front) for name, front in front_ends.items()))
+
+
+def build_core(
+    settings: Settings,
+    engine: VQAEngine,
+    prediction_log: PredictionLog,
+    *,
+    platforms: Callable[[], Sequence[str]],
+    observe: Callable[[str, str, float], None] | None = None,
+) -> ChatCore:
+    """The one chat core every front end asks: limits, queue, memory, the log, the engine."""
+    from bots.core import ChatCore
+    from bots.memory import ImageMemory
+    from bots.options import ChatOptions
+    from bots.ratelimit import MemoryRateLimiter
+    from bots.user_queue import UserQueue
+
+    options = settings.section(ChatOptions)
+    return ChatCore(
+        engine,
+        limiter=MemoryRateLimiter(options.rate_limit),
+        queue=UserQueue(
+            max_in_flight=options.max_in_flight_per_user, max_waiting=options.max_queued_per_user
+        ),
+        memory=ImageMemory(ttl_s=options.follow_up_minutes * 60),
+        prediction_log=prediction_log,
+        admins=options.admins,
+        max_image_bytes=settings.max_image_bytes,
+        platforms=platforms,
+        observe=observe,
+    )
 
 
 def build_metrics(engine: VQAEngine, connections: Callable[[], dict[str, bool]]) -> Metrics:

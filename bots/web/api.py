@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -130,7 +131,7 @@ def api_router(asker: WebAsker, *, probes: Probes, metrics: Metrics, keys: Mappi
                 if top_k == 0:
                     return refuse(422, replies.bad_top_k(MAX_TOP_K), "rejected:bad_input")
                 upload = Upload(await image.read(), mime_type=image.content_type, file_name=image.filename)
-        except MultiPartException:
+        except (MultiPartException, HTTPException):  # (Starlette raises the latter inside an app)
             return refuse(400, replies.API_BAD_FORM, "rejected:bad_input")
         return reply_response(await asker.ask(user, upload, question, top_k=top_k))
 
