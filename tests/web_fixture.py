@@ -3,10 +3,14 @@ test's event loop, around a real engine; the tests talk to it with real HTTP cli
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import re
+import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,3 +116,92 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def child_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A deployment's environment for a child ``main.py``: nothing of ours but what is given."""
+    ours = (
+        "MODEL_",
+        "TELEGRAM_",
+        "DISCORD_",
+        "ADMIN_IDS",
+        "RATE_LIMIT",
+        "PREDICTION_LOG",
+        "LOG_LEVEL",
+        "PORT",
+        "WEB_",
+        "API_KEYS",
+        "GRADIO_SERVER_",
+        "FORWARDED_ALLOW_IPS",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_TOKEN") and not k.startswith(ours)}
+    return (
+        env
+        | {
+            "PREDICTION_LOG": str(tmp_path / "child.jsonl"),
+            "LOG_LEVEL": "INFO",
+            "DEVICE": "cpu",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+        | extra
+    )
+
+
+@dataclass
+class Child:
+    """A child process as a host runs it; ``seen`` is its stderr so far."""
+
+    process: asyncio.subprocess.Process
+    seen: list[str] = field(default_factory=list)
+
+    async def read_until(self, needle: str, timeout: float = 90) -> str:
+        """Read stderr lines until one contains ``needle`` (a safety-net timeout, not a measure)."""
+        assert self.process.stderr is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                line = (await self.process.stderr.readline()).decode(errors="replace")
+                if not line:
+                    raise AssertionError(f"stderr ended before {needle!r}: {''.join(self.seen)}")
+                self.seen.append(line)
+                if needle in line:
+                    return line
+
+    async def stop(self, timeout: float = 30) -> tuple[int, str]:
+        """SIGTERM, then (exit code, everything on stderr)."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        return await self.finish(timeout)
+
+    async def finish(self, timeout: float = 60) -> tuple[int, str]:
+        try:
+            async with asyncio.timeout(timeout):
+                _, rest = await self.process.communicate()
+        finally:
+            if self.process.returncode is None:
+                self.process.kill()
+                await self.process.wait()
+        assert self.process.returncode is not None
+        return self.process.returncode, "".join(self.seen) + rest.decode(errors="replace")
+
+
+async def start_child(*argv: str, env: dict[str, str], cwd: Path = ROOT / "tests") -> Child:
+    """``argv`` (``sys.executable`` for ``python``) as a host would start it, from another folder."""
+    program = [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
+    process = await asyncio.create_subprocess_exec(
+        *program,
+        env=env,
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    return Child(process)
+
+
+def served_port(line: str) -> int:
+    """The port in ``web: serving on http://HOST:PORT``."""
+    match = re.search(r"web: serving on http://[^ ]+:(\d+)", line)
+    assert match, line
+    return int(match.group(1))

@@ -79,7 +79,11 @@ def build_ui(
         with gr.Row():
             with gr.Column():
                 image = gr.Image(
-                    type="filepath", sources=["upload", "clipboard"], label="Image", elem_id="image"
+                    type="filepath",
+                    sources=["upload", "clipboard"],
+                    label="Image",
+                    height=240,
+                    elem_id="image",
                 )
                 question = gr.Textbox(
                     label="Question", placeholder="what color is the shape?", max_lines=1, elem_id="question"
@@ -107,5 +111,6 @@ def build_ui(
                 preprocess=False,
                 api_visibility="private",
                 label="Examples (one click asks)",
+                elem_id="examples",
             )
     return blocks
