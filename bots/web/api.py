@@ -8,7 +8,7 @@ answered, else ``{"error": <the user's message>, "outcome": ...}`` with the stat
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -91,6 +91,8 @@ def reply_response(reply: Reply) -> JSONResponse:
 def api_router(asker: WebAsker, *, probes: Probes, metrics: Metrics, keys: Mapping[str, str]) -> APIRouter:
     """The routes; ``keys`` maps each API key to its name (empty: the API is open, per client IP)."""
     router = APIRouter()
+    # looked up by digest: a dict probe takes the same time whatever part of a key was right
+    names = {hashlib.sha256(key.encode()).digest(): name for key, name in keys.items()}
 
     def refuse(status: int, message: str, outcome: str) -> JSONResponse:
         log.info("web api: refused a request (%d %s)", status, outcome)
@@ -106,11 +108,10 @@ def api_router(asker: WebAsker, *, probes: Probes, metrics: Metrics, keys: Mappi
             given = credentials.strip()
         if not given:
             return refuse(401, replies.API_KEY_NEEDED, "unauthorized")
-        # compare with every key in constant time, so the time taken says nothing about a key
-        names = [name for key, name in keys.items() if hmac.compare_digest(key.encode(), given.encode())]
-        if not names:
+        name = names.get(hashlib.sha256(given.encode()).digest())
+        if name is None:
             return refuse(401, replies.API_KEY_WRONG, "unauthorized")
-        return user_of_key(names[0])
+        return user_of_key(name)
 
     @router.post(ANSWER_PATH, openapi_extra=_FORM_SCHEMA, summary="Answer a question about an image")
     async def answer(request: Request) -> Response:
