@@ -5,8 +5,8 @@
 #   docker run -p 7860:7860 -v vqa-data:/data --env-file .env vqa-chat
 FROM python:3.11-slim
 
-# Where torch and torchvision come from: the CPU-only wheels keep the image near 1.5 GB instead
-# of 6 GB of CUDA libraries. Empty: PyPI's (CUDA) wheels, for a GPU host.
+# Where torch and torchvision come from: with the CPU-only wheels the install is 1.3 GB instead of
+# 5.0 GB with CUDA's (benchmarks/README.md). Empty: PyPI's (CUDA) wheels, for a GPU host.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo

@@ -147,7 +147,9 @@ def test_compose_builds_the_dockerfile_with_its_arguments_port_and_volume() -> N
 
 def procfile() -> dict[str, list[str]]:
     lines = (ROOT / "Procfile").read_text().splitlines()
-    return {kind: shlex.split(command) for kind, _, command in (line.partition(": ") for line in lines if line)}
+    return {
+        kind: shlex.split(command) for kind, _, command in (line.partition(": ") for line in lines if line)
+    }
 
 
 async def test_the_procfiles_web_process_serves_on_the_hosts_port(tmp_path: Path) -> None:
@@ -198,7 +200,9 @@ def front_matter() -> dict[str, object]:
 
 def pins(path: Path) -> dict[str, str]:
     lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
-    return {name.lower(): version for name, _, version in (line.partition("==") for line in lines if "==" in line)}
+    return {
+        name.lower(): version for name, _, version in (line.partition("==") for line in lines if "==" in line)
+    }
 
 
 def test_the_repository_is_a_space_as_it_is() -> None:

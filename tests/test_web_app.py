@@ -255,7 +255,7 @@ async def test_a_telegram_answer_drawn_as_a_chat(tmp_path: Path, browser: WebDri
     shot = screenshot_path(tmp_path, "telegram-answer.png")
 
     def steps(driver: WebDriver) -> str:
-        driver.set_window_size(520, 420)
+        driver.set_window_size(520, 560)
         driver.get(page.as_uri())
         text = driver.find_element(By.CSS_SELECTOR, ".bot").text
         driver.save_screenshot(str(shot))
