@@ -58,7 +58,7 @@ class WebOptions(BaseModel):
 
     @field_validator("port", "web_port", mode="before")
     @classmethod
-    def _blank_is_none(cls, value: object) -> object:
+    def _blank_port_is_none(cls, value: object) -> object:  # (a name of its own: Settings merges validators)
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("api_keys")
