@@ -108,6 +108,8 @@ def ask(settings: AskSettings, image_path: str, question: str, *, as_json: bool,
 
 @dataclasses.dataclass(frozen=True)
 class HttpAddress:
+    """Where the HTTP server listens."""
+
     host: str
     port: int
 
@@ -226,9 +228,8 @@ async def serve(settings: Settings, *, chat: bool = True, http: HttpAddress | No
             print(f"error: cannot load the model: {exc}", file=sys.stderr)
             return EXIT_FAILURE
 
-        candidates = build_front_ends(settings, core, min_image_side=engine.package.config.image_size)
-        if not chat:
-            candidates = {}
+        side = engine.package.config.image_size
+        candidates = build_front_ends(settings, core, min_image_side=side) if chat else {}
         started = await asyncio.gather(
             *(
                 start_front_end(name, front, stop, settings.login_timeout_s)

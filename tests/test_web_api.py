@@ -434,3 +434,22 @@ async def test_stopping_answers_the_request_in_progress_then_refuses_connections
         with pytest.raises(aiohttp.ClientConnectionError):
             await get(http, f"{web.url}/healthz")
     assert (status, body["answer"]) == (200, "yellow")
+
+
+async def test_a_request_that_outlasts_shutdown_timeout_does_not_hold_the_stop(tmp_path: Path) -> None:
+    holder: list[GatedModel] = []
+    async with (
+        running_web(tmp_path, loader=loader_with(GatedModel, holder), shutdown_timeout_s=1) as web,
+        aiohttp.ClientSession() as http,
+    ):
+        model = holder[0]
+        model.close_gate()
+        stuck = asyncio.create_task(ask(http, web.url, form(example("yellow_circle"))))
+        await in_forward(model)
+        try:
+            async with asyncio.timeout(30):  # a safety net: uvicorn gives up after SHUTDOWN_TIMEOUT_S
+                await web.server.stop()
+        finally:
+            open_gate(model)
+        with pytest.raises(aiohttp.ClientError):
+            await stuck
