@@ -1,7 +1,8 @@
-"""vqa-chat: answer questions about images, from the command line or in Telegram and Discord.
+"""vqa-chat: answer questions about images, from the command line, in Telegram and Discord, and on the web.
 
 python main.py ask IMAGE QUESTION [--json] [--top-k N]
-python main.py                       # run every chat platform whose token is set
+python main.py                       # every chat platform whose token is set (+ HTTP when PORT is set)
+python main.py web [--host H] [--port P]   # the web app and HTTP API alone
 """
 
 from __future__ import annotations
@@ -9,19 +10,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from bots.web.options import DEFAULT_PORT as DEFAULT_WEB_PORT
+from bots.web.options import WebOptions
 from config import AskSettings, Settings, SettingsError, check_writable, env_files_read, load_settings
 from config.log import setup_logging
 
 if TYPE_CHECKING:
     from bots.core import ChatCore
+    from bots.prediction_log import PredictionLog
+    from bots.web.metrics import Metrics
+    from bots.web.server import WebServer
+    from vqa_engine.engine import VQAEngine
     from vqa_engine.package import ModelPackage
 
 EXIT_USAGE = 2  # unusable input or settings, as the DESIGN.md contract says
@@ -29,6 +37,7 @@ EXIT_FAILURE = 1
 
 T = TypeVar("T")
 log = logging.getLogger("vqa_chat")
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 
 
 class FrontEnd(Protocol):
@@ -99,13 +108,22 @@ def ask(settings: AskSettings, image_path: str, question: str, *, as_json: bool,
     return 0
 
 
-def run_bots(settings: Settings) -> int:
-    """``main.py``: every platform whose token is set, in one event loop, sharing one engine."""
-    if settings.telegram_token is None and settings.discord_token is None:
+@dataclasses.dataclass(frozen=True)
+class HttpAddress:
+    """Where the HTTP server listens."""
+
+    host: str
+    port: int
+
+
+def run_bots(settings: Settings, *, chat: bool = True, http: HttpAddress | None = None) -> int:
+    """``main.py``: every platform whose token is set (``chat``) and the HTTP server (``http``),
+    in one event loop, sharing one engine and one chat core."""
+    if chat and http is None and not configured_platforms(settings):
         print(
             "error: no chat platform is configured; set TELEGRAM_TOKEN and/or DISCORD_TOKEN "
-            "(in the environment or in .env). To try the model without a bot: "
-            "python main.py ask IMAGE QUESTION",
+            "(in the environment or in .env), or PORT for the web app. To try the model without "
+            "a bot: python main.py web, or python main.py ask IMAGE QUESTION",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -117,8 +135,14 @@ def run_bots(settings: Settings) -> int:
     try:
         import uvloop  # a faster event loop: the bot's own work per question drops by about a third
     except ImportError:  # not on Windows
-        return asyncio.run(serve(settings))
-    return uvloop.run(serve(settings))
+        return asyncio.run(serve(settings, chat=chat, http=http))
+    return uvloop.run(serve(settings, chat=chat, http=http))
+
+
+def configured_platforms(settings: Settings) -> list[str]:
+    """The chat platforms whose token is set."""
+    tokens = {"telegram": settings.telegram_token, "discord": settings.discord_token}
+    return [name for name, token in tokens.items() if token is not None]
 
 
 class Stopped(Exception):
@@ -145,18 +169,16 @@ async def unless_stopped(work: Awaitable[T], stop: asyncio.Event, *, timeout: fl
     raise TimeoutError
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, *, chat: bool = True, http: HttpAddress | None = None) -> int:
     """Build the engine, the chat core and the front ends; run until SIGTERM/SIGINT; drain; exit 0.
 
     Every resource is entered into one ``AsyncExitStack``, so each is closed on every exit path
-    (a failed start, a signal during a login that hangs, a normal stop), in reverse order.
+    (a failed start, a signal during a login that hangs, a normal stop), in reverse order: the
+    front ends stop (answering what they received), then the engine, then the prediction log.
+    The HTTP server starts before the model loads, so that ``/healthz`` answers and ``/readyz``
+    says what is still loading.
     """
-    from bots.core import ChatCore
-    from bots.memory import ImageMemory
-    from bots.options import ChatOptions
     from bots.prediction_log import PredictionLog
-    from bots.ratelimit import MemoryRateLimiter
-    from bots.user_queue import UserQueue
     from vqa_engine import ModelPackageError
     from vqa_engine.engine import VQAEngine
     from vqa_engine.options import EngineOptions
@@ -174,6 +196,37 @@ async def serve(settings: Settings) -> int:
             options=settings.section(EngineOptions),
             limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
         )
+        stack.push_async_callback(engine.close, drain_timeout=settings.shutdown_timeout_s)
+        front_ends: dict[str, FrontEnd] = {}
+        drained: list[bool] = []
+
+        async def stop_all() -> None:
+            drained.append(await stop_front_ends(front_ends, settings.shutdown_timeout_s))
+
+        stack.push_async_callback(stop_all)
+        configured = configured_platforms(settings) if chat else []
+
+        def connections() -> dict[str, bool]:
+            """Each configured chat platform: connected now?"""
+            return {name: name in front_ends and front_ends[name].connected for name in configured}
+
+        metrics = build_metrics(engine, connections) if http is not None else None
+        core = build_core(
+            settings,
+            engine,
+            prediction_log,
+            platforms=lambda: [name for name, front in front_ends.items() if front.connected],
+            observe=metrics.observe if metrics is not None else None,
+        )
+        if http is not None and metrics is not None:
+            web = build_web_server(settings, core, engine, metrics, http, connections)
+            if await start_front_end("web", web, stop, settings.login_timeout_s):
+                front_ends["web"] = web
+            elif stop.is_set():
+                return 0
+            elif not configured:
+                print("error: the web app could not start (see the log above)", file=sys.stderr)
+                return EXIT_FAILURE
         try:
             await unless_stopped(engine.start(), stop)
         except Stopped:
@@ -181,21 +234,9 @@ async def serve(settings: Settings) -> int:
         except ModelPackageError as exc:
             print(f"error: cannot load the model: {exc}", file=sys.stderr)
             return EXIT_FAILURE
-        stack.push_async_callback(engine.close, drain_timeout=settings.shutdown_timeout_s)
 
-        chat = settings.section(ChatOptions)
-        front_ends: dict[str, FrontEnd] = {}
-        core = ChatCore(
-            engine,
-            limiter=MemoryRateLimiter(chat.rate_limit),
-            queue=UserQueue(max_in_flight=chat.max_in_flight_per_user, max_waiting=chat.max_queued_per_user),
-            memory=ImageMemory(ttl_s=chat.follow_up_minutes * 60),
-            prediction_log=prediction_log,
-            admins=chat.admins,
-            max_image_bytes=settings.max_image_bytes,
-            platforms=lambda: [name for name, front in front_ends.items() if front.connected],
-        )
-        candidates = build_front_ends(settings, core, min_image_side=engine.package.config.image_size)
+        side = engine.package.config.image_size
+        candidates = build_front_ends(settings, core, min_image_side=side) if chat else {}
         started = await asyncio.gather(
             *(
                 start_front_end(name, front, stop, settings.login_timeout_s)
@@ -205,12 +246,6 @@ async def serve(settings: Settings) -> int:
         front_ends.update(
             (name, front) for (name, front), ok in zip(candidates.items(), started, strict=True) if ok
         )
-        drained: list[bool] = []
-
-        async def stop_all() -> None:
-            drained.append(await stop_front_ends(front_ends, settings.shutdown_timeout_s))
-
-        stack.push_async_callback(stop_all)
         if stop.is_set():
             log.info("stopped before every platform had connected")
             return 0
@@ -260,6 +295,78 @@ async def stop_front_ends(front_ends: dict[str, FrontEnd], timeout: float) -> bo
     return all(await asyncio.gather(*(stop_one(name, front) for name, front in front_ends.items())))
 
 
+def build_core(
+    settings: Settings,
+    engine: VQAEngine,
+    prediction_log: PredictionLog,
+    *,
+    platforms: Callable[[], Sequence[str]],
+    observe: Callable[[str, str, float], None] | None = None,
+) -> ChatCore:
+    """The one chat core every front end asks: limits, queue, memory, the log, the engine."""
+    from bots.core import ChatCore
+    from bots.memory import ImageMemory
+    from bots.options import ChatOptions
+    from bots.ratelimit import MemoryRateLimiter
+    from bots.user_queue import UserQueue
+
+    options = settings.section(ChatOptions)
+    return ChatCore(
+        engine,
+        limiter=MemoryRateLimiter(options.rate_limit),
+        queue=UserQueue(
+            max_in_flight=options.max_in_flight_per_user, max_waiting=options.max_queued_per_user
+        ),
+        memory=ImageMemory(ttl_s=options.follow_up_minutes * 60),
+        prediction_log=prediction_log,
+        admins=options.admins,
+        max_image_bytes=settings.max_image_bytes,
+        platforms=platforms,
+        observe=observe,
+    )
+
+
+def build_metrics(engine: VQAEngine, connections: Callable[[], dict[str, bool]]) -> Metrics:
+    """The process's Prometheus registry (``/metrics``), fed by the chat core and the engine."""
+    from prometheus_client import CollectorRegistry
+
+    from bots.web.metrics import Metrics
+
+    return Metrics(CollectorRegistry(), engine_stats=engine.stats, platforms=connections)
+
+
+def build_web_server(
+    settings: Settings,
+    core: ChatCore,
+    engine: VQAEngine,
+    metrics: Metrics,
+    http: HttpAddress,
+    connections: Callable[[], dict[str, bool]],
+) -> WebServer:
+    """The web app, the HTTP API, health and metrics on one uvicorn server in this loop."""
+    from bots.web.api import Probes
+    from bots.web.asker import WebAsker
+    from bots.web.options import WebOptions
+    from bots.web.server import WebServer, build_app
+
+    options = settings.section(WebOptions)
+    app = build_app(
+        WebAsker(core),
+        options=options,
+        probes=Probes(model_ready=lambda: engine.running, platforms=connections),
+        metrics=metrics,
+        max_image_bytes=settings.max_image_bytes,
+        examples_dir=EXAMPLES_DIR,
+    )
+    return WebServer(
+        app,
+        host=http.host,
+        port=http.port,
+        shutdown_timeout_s=settings.shutdown_timeout_s,
+        forwarded_allow_ips=options.forwarded_allow_ips,
+    )
+
+
 def build_front_ends(settings: Settings, core: ChatCore, *, min_image_side: int) -> dict[str, FrontEnd]:
     """One adapter per platform whose token is set."""
     front_ends: dict[str, FrontEnd] = {}
@@ -295,6 +402,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be a port from 0 to 65535")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="main.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command")
@@ -303,6 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     ask_cmd.add_argument("question", help='e.g. "what color is the shape?"')
     ask_cmd.add_argument("--json", action="store_true", help="print one JSON object")
     ask_cmd.add_argument("--top-k", type=positive_int, default=3, help="candidates to show (default 3)")
+    web_cmd = commands.add_parser("web", help="the web app and HTTP API alone (no chat bots)")
+    web_cmd.add_argument("--host", help="address to listen on (default: WEB_HOST, 0.0.0.0)")
+    web_cmd.add_argument(
+        "--port", type=port_number, help=f"port (default: WEB_PORT, then PORT, then {DEFAULT_WEB_PORT})"
+    )
     return parser
 
 
@@ -319,7 +438,13 @@ def main(argv: list[str] | None = None) -> int:
     log.debug("settings: the environment, %s, config/*.toml", read)
     if isinstance(settings, AskSettings):
         return ask(settings, args.image, args.question, as_json=args.json, top_k=args.top_k)
-    return run_bots(settings)
+    web = settings.section(WebOptions)
+    if args.command == "web":
+        port = args.port if args.port is not None else web.http_port
+        address = HttpAddress(args.host or web.web_host, DEFAULT_WEB_PORT if port is None else port)
+        return run_bots(settings, chat=False, http=address)
+    http = HttpAddress(web.web_host, web.http_port) if web.http_port is not None else None
+    return run_bots(settings, http=http)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from bots import replies
@@ -29,7 +30,10 @@ from bots.user_queue import QueueFullError, UserQueue
 from vqa_engine import (
     CorruptImageError,
     EmptyImageError,
+    EngineBusyError,
+    EngineClosedError,
     EngineError,
+    EngineTimeoutError,
     ImageTooLargeError,
     InferenceError,
     InvalidQuestionError,
@@ -51,6 +55,14 @@ _REJECTED: dict[type[VQAInputError], Outcome] = {
     CorruptImageError: Outcome.REJECTED_CORRUPT_IMAGE,
     InvalidQuestionError: Outcome.REJECTED_BAD_QUESTION,
 }
+#: when a "busy" asker may try again (an HTTP front end's Retry-After), as each message words it
+_BUSY_RETRY_S: dict[type[EngineError], int] = {
+    EngineBusyError: 5,
+    EngineTimeoutError: 60,
+    EngineClosedError: 60,
+}
+#: a user whose own queue is full may try again once an earlier question is answered (milliseconds)
+QUEUE_FULL_RETRY_S = 1
 _ASK = re.compile(r"^/ask(@\w+)?\b", re.IGNORECASE)
 
 
@@ -84,6 +96,7 @@ class ChatCore:
         max_image_bytes: int = 20 * 2**20,
         platforms: Callable[[], Sequence[str]] = tuple,
         feedback: FeedbackBook | None = None,
+        observe: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.engine = engine
         self.limiter = limiter
@@ -94,6 +107,7 @@ class ChatCore:
         self.max_image_bytes = max_image_bytes
         self.platforms = platforms  # the front ends connected now, for /health
         self.feedback = feedback if feedback is not None else FeedbackBook()
+        self.observe = observe  # (platform, outcome, latency s) once per question: metrics
         self.outcomes: Counter[tuple[str, str]] = Counter()
         self._revision: str | None = None
 
@@ -148,15 +162,17 @@ class ChatCore:
         try:
             turn = self.queue.admit(user)
         except QueueFullError as exc:
-            return self._finish(
-                event, question, Reply(replies.queue_full(exc.waiting), Outcome.QUEUE_FULL), None, started
+            reply = Reply(
+                replies.queue_full(exc.waiting), Outcome.QUEUE_FULL, retry_after_s=QUEUE_FULL_RETRY_S
             )
+            return self._finish(event, question, reply, None, started)
         if not self.is_admin(*user):
             decision = await self.limiter.hit(*user)
             if not decision.allowed:
                 turn.cancel()
                 text = replies.rate_limited(decision.retry_after_s, str(self.limiter.rate))
-                return self._finish(event, question, Reply(text, Outcome.RATE_LIMITED), None, started)
+                reply = Reply(text, Outcome.RATE_LIMITED, retry_after_s=decision.retry_after_s)
+                return self._finish(event, question, reply, None, started)
         async with turn:
             try:
                 data = await event.fetch(image)
@@ -164,20 +180,22 @@ class ChatCore:
                 log.warning("could not download an image from %s: %s", event.platform, type(exc).__name__)
                 reply = Reply(replies.DOWNLOAD_FAILED, Outcome.ERROR)
                 return self._finish(event, question, reply, None, started)
-            reply = await self._ask_engine(data, question)
+            reply = await self._ask_engine(data, question, event.top_k)
             if reply.outcome is Outcome.ANSWERED:
                 reply = self._with_buttons(event, question, reply)
             return self._finish(event, question, reply, len(data), started)
 
-    async def _ask_engine(self, data: bytes, question: str) -> Reply:
+    async def _ask_engine(self, data: bytes, question: str, top_k: int | None) -> Reply:
         try:
-            prediction = await self.engine.answer(data, question)
+            prediction = await self.engine.answer(data, question, top_k=top_k)
         except VQAInputError as exc:
             return Reply(replies.sentence(str(exc)), _REJECTED.get(type(exc), Outcome.REJECTED_BAD_INPUT))
         except InferenceError as exc:
             return Reply(replies.sentence(str(exc)), Outcome.ERROR)
         except EngineError as exc:  # busy, timed out, shutting down: try again later
-            return Reply(replies.sentence(str(exc)), Outcome.BUSY)
+            return Reply(
+                replies.sentence(str(exc)), Outcome.BUSY, retry_after_s=_BUSY_RETRY_S.get(type(exc), 60)
+            )
         except Exception:
             log.exception("unexpected error while answering a question")
             return Reply(replies.ERROR, Outcome.ERROR)
@@ -193,13 +211,7 @@ class ChatCore:
             prediction=reply.predictions[0],
         )
         self.feedback.remember(answered)
-        return Reply(
-            reply.text,
-            reply.outcome,
-            predictions=reply.predictions,
-            request_id=answered.request_id,
-            buttons=(Button.CHART, Button.GOOD, Button.BAD),
-        )
+        return replace(reply, request_id=answered.request_id, buttons=(Button.CHART, Button.GOOD, Button.BAD))
 
     def _refusal(self, image: ImageRef) -> Reply | None:
         """What the platform already tells us we cannot use: refused before any download."""
@@ -221,6 +233,8 @@ class ChatCore:
         assert reply is not None
         latency_ms = (time.perf_counter() - started) * 1000 if started else 0.0
         self.outcomes[(event.platform, reply.outcome.value)] += 1
+        if self.observe is not None:
+            self.observe(event.platform, reply.outcome.value, latency_ms / 1000)
         prediction = reply.predictions[0] if reply.predictions else None
         entry = self.prediction_log.record(
             platform=event.platform,

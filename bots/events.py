@@ -126,6 +126,7 @@ class ChatEvent:
     replied_hidden: bool = False  # it replies to a message whose image the platform hides from us
     command: Command | None = None
     press: Press | None = None  # a button under an earlier answer
+    top_k: int | None = None  # candidates wanted (the web API's top_k); None: the engine's TOP_K
 
 
 @dataclass(frozen=True)
@@ -139,3 +140,4 @@ class Reply:
     request_id: str | None = None  # an answer's id: its buttons and its feedback refer to it
     buttons: tuple[Button, ...] = ()  # to show under the reply
     image: bytes | None = None  # a PNG to send (the chart), with ``text`` as its caption
+    retry_after_s: int | None = None  # rate limited or busy: when to ask again (HTTP's Retry-After)

@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 _ADMIN = re.compile(r"^(telegram|discord|web):\d+$")
 
 
+# Validator names are unique across the option models: ``config.Settings`` inherits them all, and
+# pydantic keeps only one validator of a name.
+
+
 class ChatOptions(BaseModel):
     """How the conversation core treats users (``bots.core.ChatCore``)."""
 
@@ -71,7 +75,7 @@ class TelegramOptions(BaseModel):
 
     @field_validator("telegram_base_url", "telegram_base_file_url", mode="before")
     @classmethod
-    def _blank_is_none(cls, value: object) -> object:
+    def _blank_telegram_url_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
 
@@ -93,5 +97,5 @@ class DiscordOptions(BaseModel):
 
     @field_validator("discord_api_base", "discord_gateway_url", mode="before")
     @classmethod
-    def _blank_is_none(cls, value: object) -> object:
+    def _blank_discord_url_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -80,6 +80,20 @@ QUEUE_FULL = (
 DOWNLOAD_FAILED = "I couldn't download that image; please send it again."
 BUTTON_LABELS = {"chart": "📊 Chart", "good": "👍", "bad": "👎"}
 BUTTON_EXPIRED = "That answer is too old for me to remember; please ask again."
+# the web app and the HTTP API (bots.web)
+WEB_INTRO = (
+    "Upload or paste a picture, ask a question about it, and get the answer with how sure the "
+    "model is. The bundled model knows simple pictures of one coloured shape (circle, rectangle, "
+    "triangle): ask about its shape or colour, or whether a shape is there."
+)
+WEB_NO_IMAGE = f"Add an image to ask about (a {SUPPORTED_TEXT} file)."
+API_KEY_NEEDED = "This API needs a key: send it as “Authorization: Bearer KEY”."
+API_KEY_WRONG = "That API key is not valid."
+API_NOT_A_FORM = (
+    "Send the image and the question as multipart/form-data: the fields image, question and, "
+    "optionally, top_k."
+)
+API_BAD_FORM = "I couldn't read that form; send the image and the question as multipart/form-data."
 ERROR = "Sorry, something went wrong on my side while answering. Please try again in a moment."
 
 
@@ -166,6 +180,15 @@ def thanks(button: str, *, changed: bool) -> str:
     """After a 👍/👎: every vote counts towards how good the answers are (``/stats``)."""
     mark = BUTTON_LABELS.get(button, "")
     return f"Changed to {mark}, thanks." if changed else f"Thanks for the {mark}!"
+
+
+def upload_too_large(limit: int) -> str:
+    """An HTTP upload refused before it was read (its declared or streamed size is over the cap)."""
+    return f"That upload is larger than {human_bytes(limit)}; please send a smaller image."
+
+
+def bad_top_k(maximum: int) -> str:
+    return f"top_k must be a whole number from 1 to {maximum}."
 
 
 def sentence(message: str) -> str:

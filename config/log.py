@@ -10,7 +10,14 @@ from urllib.parse import quote
 
 REDACTED = "[REDACTED]"
 #: chatty at INFO (one line per HTTP request, with the bot token in the URL)
-QUIET_LOGGERS = ("httpx", "httpcore", "telegram.ext.Updater", "discord.gateway", "discord.client")
+QUIET_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "telegram.ext.Updater",
+    "discord.gateway",
+    "discord.client",
+    "uvicorn.error",  # start-up chatter; its warnings and errors still show
+)
 
 
 class RedactSecrets(logging.Filter):

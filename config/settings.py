@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from bots.options import ChatOptions, DiscordOptions, TelegramOptions
+from bots.web.options import WebOptions
 from vqa_engine.options import EngineOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,12 +57,12 @@ class ModelSettings(BaseModel):
 
     @field_validator("device", mode="before")
     @classmethod
-    def _lower(cls, value: object) -> object:
+    def _device_lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
     @field_validator("model_revision", mode="before")
     @classmethod
-    def _blank_is_none(cls, value: object) -> object:
+    def _blank_revision_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
 
@@ -76,7 +77,7 @@ class LogSettings(BaseModel):
 
     @field_validator("log_level", mode="before")
     @classmethod
-    def _upper(cls, value: object) -> object:
+    def _log_level_upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
 
@@ -141,12 +142,18 @@ class Settings(  # type: ignore[misc]  # the sections' configs merge (pydantic d
     ChatOptions,
     TelegramOptions,
     DiscordOptions,
+    WebOptions,
     ServiceSettings,
     LogSettings,
 ):
     """Everything ``python main.py`` runs on."""
 
     model_config = _Sources.model_config  # not the sections' extra="forbid": other keys are ignored
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret value set, and each API key on its own (a log may quote one alone)."""
+        return [*super().secrets, *self.keys]
 
 
 class AskSettings(_Sources, ModelSettings, LogSettings):  # type: ignore[misc]

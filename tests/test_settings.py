@@ -106,3 +106,11 @@ def test_each_part_gets_exactly_its_options(monkeypatch: pytest.MonkeyPatch) -> 
     settings = load_settings(Settings)
     assert settings.section(EngineOptions) == EngineOptions(max_batch_size=7)
     assert settings.section(ChatOptions).max_queued_per_user == 0
+
+
+def test_blank_urls_and_revision_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TELEGRAM_BASE_URL", "DISCORD_API_BASE", "MODEL_REVISION", "PORT"):
+        monkeypatch.setenv(name, "  ")
+    settings = load_settings(Settings)
+    assert settings.telegram_base_url is None and settings.discord_api_base is None
+    assert settings.model_revision is None and settings.port is None

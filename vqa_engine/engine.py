@@ -75,6 +75,7 @@ class EngineStats:
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     memory_rss_mb: float
+    batch_sizes: dict[int, int] = field(default_factory=dict)  # forward passes by batch size
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -96,6 +97,7 @@ class _Counters:
     batches: int = 0
     batched: int = 0
     largest_batch: int = 0
+    batch_sizes: Counter[int] = field(default_factory=Counter)
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
 
@@ -411,6 +413,7 @@ class VQAEngine:
         counters.batches += len(passes)
         counters.batched += sum(passes)
         counters.largest_batch = max([counters.largest_batch, *passes])
+        counters.batch_sizes.update(passes)
         for request, prediction, error in outcomes:
             if request.future.done():
                 continue
@@ -453,6 +456,7 @@ class VQAEngine:
             latency_p50_ms=_percentile(latencies, 0.50),
             latency_p95_ms=_percentile(latencies, 0.95),
             memory_rss_mb=round(self._process.memory_info().rss / 2**20, 1),
+            batch_sizes=dict(counters.batch_sizes),
         )
 
 

@@ -1,0 +1,116 @@
+"""The web app at ``/``: the guide's Gradio page (image + question → answer, confidence, top-5
+chart, examples), asking the chat core through ``WebAsker`` like every other front end.
+
+The image reaches us as Gradio stored the upload, unconverted (``preprocess=False``), so a file
+that is not an image gets the chat core's own message instead of a decoder's traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from bots import replies
+from bots.events import Reply
+from bots.web.asker import Upload, WebAsker, user_of_ip
+
+log = logging.getLogger(__name__)
+
+#: the chart's bars, as the guide shows them
+CHART_CLASSES = 5
+#: (file in the examples folder, question): one click asks
+EXAMPLES = (
+    ("blue_circle.png", "what shape is in the image?"),
+    ("red_triangle.png", "what color is the shape?"),
+    ("green_rectangle.png", "is there a circle?"),
+    ("yellow_circle.png", "what color is the circle?"),
+)
+TITLE = "Ask a picture"
+
+
+def chart(reply: Reply) -> dict[str, float] | None:
+    """The top candidates for ``gr.Label`` (None clears it: nothing was answered)."""
+    if not reply.predictions:
+        return None
+    return {c.answer: c.confidence for c in reply.predictions[0].top_k}
+
+
+def upload_of(payload: Any) -> Path | None:
+    """The stored upload's path from Gradio's unprocessed image value (a FileData dict)."""
+    if isinstance(payload, dict):
+        path = payload.get("path")
+        return Path(path) if path else None
+    if isinstance(payload, str | Path):
+        return Path(payload)
+    return None
+
+
+def build_ui(
+    asker: WebAsker, *, examples_dir: Path | None = None, examples: Sequence[tuple[str, str]] = EXAMPLES
+) -> gr.Blocks:
+    """The page; mount it with ``gr.mount_gradio_app`` after ``.queue(max_size=...)``."""
+
+    async def ask(
+        image: Any, question: str | None, request: gr.Request
+    ) -> tuple[dict[str, float] | None, str]:
+        """Upload + question → (chart, the reply the user reads)."""
+        path = upload_of(image)
+        if path is None:
+            return None, replies.WEB_NO_IMAGE
+        if not question or not question.strip():
+            return None, replies.NEED_QUESTION
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError as exc:  # Gradio's cache was cleaned under the page: upload again
+            log.info("web app: the uploaded file is gone (%s)", type(exc).__name__)
+            return None, replies.DOWNLOAD_FAILED
+        host = request.client.host if request.client else None
+        upload = Upload(data, mime_type=None, file_name=path.name)  # the bytes decide, not the name
+        reply = await asker.ask(user_of_ip(host), upload, question, top_k=CHART_CLASSES)
+        return chart(reply), reply.text
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as blocks:
+        gr.Markdown(f"# {TITLE}\n{replies.WEB_INTRO}")
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(
+                    type="filepath",
+                    sources=["upload", "clipboard"],
+                    label="Image",
+                    height=240,
+                    elem_id="image",
+                )
+                question = gr.Textbox(
+                    label="Question", placeholder="what color is the shape?", max_lines=1, elem_id="question"
+                )
+                button = gr.Button("Ask", variant="primary", elem_id="ask")
+            with gr.Column():
+                answer = gr.Textbox(label="Answer", interactive=False, lines=4, elem_id="answer")
+                top = gr.Label(num_top_classes=CHART_CLASSES, label="Top 5", elem_id="chart")
+        inputs, outputs = [image, question], [top, answer]
+        button.click(ask, inputs, outputs, api_name="ask", preprocess=False)
+        question.submit(ask, inputs, outputs, api_visibility="private", preprocess=False)
+        rows = [
+            [str(examples_dir / name), q]
+            for name, q in examples
+            if examples_dir and (examples_dir / name).is_file()
+        ]
+        if rows:
+            gr.Examples(
+                rows,
+                inputs,
+                outputs,
+                fn=ask,
+                run_on_click=True,
+                cache_examples=False,
+                preprocess=False,
+                api_visibility="private",
+                label="Examples (one click asks)",
+                elem_id="examples",
+            )
+    return blocks

