@@ -1,7 +1,8 @@
 """Models on the Hugging Face Hub: what ``MODEL_REPO_ID`` names, fetched the way users publish them.
 
-``MODEL_REPO_ID`` is a local folder (used as is) or a Hub repo id. For a repo, only the package's
-files (``package_format.PACKAGE_FILES``) are downloaded, into the standard Hub cache (``HF_HOME`` /
+``MODEL_REPO_ID`` is a local folder (used as is) or a Hub repo id. For a repo, only the files a
+package needs (``package_format.download_patterns``: ours, ONNX, or a transformers model's
+weights and processor) are downloaded, into the standard Hub cache (``HF_HOME`` /
 ``HF_HUB_CACHE``), so a repo that also holds checkpoints or data costs nothing extra. When the Hub
 cannot be reached (or ``HF_HUB_OFFLINE=1``) a cached copy is used, with a warning. Every failure is
 a ``ModelPackageError`` subclass whose message is one line saying what to do; the token never
@@ -28,7 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vqa_engine.errors import ModelAccessError, ModelDownloadError, ModelNotFoundError, ModelPackageError
-from vqa_engine.package_format import PACKAGE_FILES, REQUIRED_FILES, ModelSource
+from vqa_engine.package_format import (
+    PACKAGE_FILES,
+    ModelSource,
+    detect_kind,
+    download_patterns,
+    missing_files,
+)
 
 if TYPE_CHECKING:
     from vqa_engine.package import ModelPackage
@@ -41,7 +48,8 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 _NEEDS = (
     "a model package needs model.safetensors, vocab.json and answers.txt (plus config.json), "
-    "or the seed's best_modular_model.pth, vocab.pkl and data/answer_space.txt"
+    "or the seed's best_modular_model.pth, vocab.pkl and data/answer_space.txt; or model.onnx with "
+    "config.json, vocab.json and answers.txt; or a transformers model's config.json, weights and processor"
 )
 
 
@@ -200,12 +208,14 @@ class _Hub:
         sha = info.sha
         if not sha:
             raise ModelDownloadError(f"the Hub sent no commit for {self.repo_id}@{requested}")
-        folder = self._download(requested, sha)
+        siblings = getattr(info, "siblings", None)
+        files = [s.rfilename for s in siblings] if siblings is not None else None
+        folder = self._download(requested, sha, download_patterns(files))
         self._remember_ref(requested, sha)
         self._check_complete(folder, sha)
         return folder, ModelSource(repo_id=self.repo_id, revision=sha)
 
-    def _download(self, requested: str, sha: str) -> Path:
+    def _download(self, requested: str, sha: str, patterns: list[str]) -> Path:
         from huggingface_hub import ResolvedRevision, snapshot_download
 
         pinned = ResolvedRevision(sha, initial=requested, repo_id=self.repo_id)
@@ -214,7 +224,7 @@ class _Hub:
                 self.repo_id,
                 revision=pinned,
                 token=self.token,
-                allow_patterns=list(PACKAGE_FILES),
+                allow_patterns=patterns,
                 etag_timeout=self.constants.HF_HUB_ETAG_TIMEOUT,
             )
         except Exception as exc:
@@ -228,15 +238,19 @@ class _Hub:
 
     def _from_cache(self, revision: str | None, *, reason: str | None) -> tuple[Path, ModelSource]:
         """The cached snapshot of ``revision``: the Hub is unreachable (``reason``) or offline (None)."""
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import get_cached_repo_tree, snapshot_download
 
         requested = revision or DEFAULT_REVISION
+        try:  # what the online start fetched was chosen from this listing: choose the same
+            files: list[str] | None = [f.path for f in get_cached_repo_tree(self.repo_id, revision=requested)]
+        except (self.errors.CachedRepoTreeNotFoundError, OSError, ValueError):
+            files = None
         try:
             path = Path(
                 snapshot_download(
                     self.repo_id,
                     revision=requested,
-                    allow_patterns=list(PACKAGE_FILES),
+                    allow_patterns=download_patterns(files),
                     local_files_only=True,
                 )
             )
@@ -272,12 +286,9 @@ class _Hub:
         return path, ModelSource(repo_id=self.repo_id, revision=sha, from_cache=True)
 
     def _check_complete(self, folder: Path, sha: str) -> None:
-        for what, ours, seeds in REQUIRED_FILES:
-            if not any((folder / name).is_file() for name in (ours, seeds)):
-                raise ModelNotFoundError(
-                    f"{self.repo_id} (commit {sha[:7]}) has no {what} file ({ours}, or the seed's {seeds}): "
-                    f"{_NEEDS}"
-                )
+        missing = missing_files(folder, detect_kind(folder))
+        if missing is not None:
+            raise ModelNotFoundError(f"{self.repo_id} (commit {sha[:7]}) has {missing}: {_NEEDS}")
 
     def _remember_ref(self, revision: str, sha: str) -> None:
         """Record ``revision -> sha`` in the cache (``refs/``), so an offline start finds the snapshot.

@@ -106,8 +106,8 @@ def load_package(directory: str | Path, *, device: str | torch.device = "cpu") -
     directory = Path(directory)
     if not directory.is_dir():
         raise ModelPackageError(f"model folder {directory} does not exist")
-    vocab = _load_vocab(directory)
-    answers = _load_answers(directory)
+    vocab = load_vocab(directory)
+    answers = load_answers(directory)
     config = _load_config(directory, vocab_size=len(vocab), num_answers=len(answers))
     if config.vocab_size != len(vocab):
         raise ModelPackageError(
@@ -151,7 +151,8 @@ def _load_config(directory: Path, *, vocab_size: int, num_answers: int) -> Model
     return ModelConfig.from_json_dict(data)
 
 
-def _load_vocab(directory: Path) -> Vocabulary:
+def load_vocab(directory: Path) -> Vocabulary:
+    """``vocab.json`` (or the seed's ``vocab.pkl``, plain containers only) of a package folder."""
     path = _require(directory, VOCAB_FILE, SEED_VOCAB_FILE)
     if path.name == VOCAB_FILE:
         try:
@@ -177,7 +178,8 @@ def _vocab_from_seed(data: Any, path: Path) -> Vocabulary:
     raise ModelPackageError(f"{path}: expected a {{word: id}} mapping or a list of words")
 
 
-def _load_answers(directory: Path) -> list[str]:
+def load_answers(directory: Path) -> list[str]:
+    """``answers.txt`` (or the seed's ``data/answer_space.txt``): unique, non-empty answers."""
     path = _require(directory, ANSWERS_FILE, SEED_ANSWERS_FILE)
     try:
         answers = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
