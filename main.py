@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from config import Settings, SettingsError, load_settings
 from config.log import setup_logging
 from vqa_engine import Prediction  # torch-free; heavy modules are imported by the commands that use them
+from vqa_engine.options import ModelOptions  # torch-free
 
 if TYPE_CHECKING:
     from bots.core import ChatAdapter, ChatCore
@@ -53,8 +54,7 @@ def format_answer(prediction: Prediction) -> str:
 def ask(settings: Settings, image_path: str, question: str, *, as_json: bool, top_k: int) -> int:
     """``main.py ask``: load the configured model, answer once, print."""
     from vqa_engine import ModelPackageError, VQAInputError
-    from vqa_engine.hub import load_model
-    from vqa_engine.predictor import Predictor
+    from vqa_engine.loader import load_backend
     from vqa_engine.preprocess import ImageLimits, clean_question
 
     try:
@@ -66,20 +66,25 @@ def ask(settings: Settings, image_path: str, question: str, *, as_json: bool, to
 
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
     try:
-        package = load_model(
-            settings.model_repo_id, revision=settings.model_revision, token=token, device=settings.device
-        )
+        backend = load_backend(model_options(settings), token=token)
     except ModelPackageError as exc:
         print(f"error: cannot load the model: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
     try:
-        prediction = Predictor(package, limits=limits).predict(image, question, top_k=top_k)
+        prediction = backend.predict(image, question, top_k=top_k, limits=limits)
     except VQAInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(json.dumps(prediction.to_dict()) if as_json else format_answer(prediction))
     return 0
+
+
+def model_options(settings: Settings) -> ModelOptions:
+    """The model settings as ``vqa_engine.loader.load_backend`` takes them."""
+    return ModelOptions(
+        **{name: getattr(settings, name) for name in ModelOptions.model_fields}  # issue 11
+    )
 
 
 def run_bots(settings: Settings) -> int:
@@ -109,17 +114,11 @@ async def serve(settings: Settings) -> int:
     from bots.ratelimit import UserLimiter
     from vqa_engine import ModelPackageError
     from vqa_engine.engine import EngineOptions, VQAEngine
-    from vqa_engine.hub import load_model
+    from vqa_engine.loader import load_backend
     from vqa_engine.preprocess import ImageLimits
 
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
-    loader = partial(
-        load_model,
-        settings.model_repo_id,
-        revision=settings.model_revision,
-        token=token,
-        device=settings.device,
-    )
+    loader = partial(load_backend, model_options(settings), token=token)
     engine = VQAEngine(
         loader,
         options=EngineOptions(
@@ -148,7 +147,7 @@ async def serve(settings: Settings) -> int:
         admins=settings.admins,
         max_image_bytes=settings.max_image_bytes,
     )
-    adapters = build_adapters(settings, core, min_image_side=engine.package.config.image_size)
+    adapters = build_adapters(settings, core, min_image_side=engine.input_size)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -14,6 +14,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from vqa_engine.options import BackendName, ModelOptions, Quantize  # issue 11
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
 DEFAULT_MODEL_DIR = ROOT / "models" / "easy-vqa-film"
@@ -51,6 +53,10 @@ class Settings(BaseSettings):
     cache_size: int = Field(default=1024, ge=0)
     preprocess_threads: int = Field(default=1, ge=1, le=64)
     torch_threads: int = Field(default=0, ge=0, description="intra-op threads; 0: torch's default")
+    # issue 11: how the model runs (declared once in vqa_engine.options.ModelOptions)
+    model_backend: BackendName = ModelOptions.model_fields["model_backend"]
+    quantize: Quantize = ModelOptions.model_fields["quantize"]
+    num_beams: int = ModelOptions.model_fields["num_beams"]
     # chat platforms
     discord_token: SecretStr | None = None
     telegram_token: SecretStr | None = None

@@ -408,7 +408,7 @@ class VQAEngine:
             answers=info.answers if info else None,
             dtype=info.dtype if info else "",
             quantize=info.quantize if info else "none",
-            members=tuple(m.to_dict() for m in info.members) if info else (),
+            members=info.members if info else (),
         )
 
 

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from vqa_engine.model_info import ModelInfo
+
 Outcome = Literal["answered", "rejected", "busy", "timeout", "cancelled", "error", "closed"]
 OUTCOMES: tuple[Outcome, ...] = ("answered", "rejected", "busy", "timeout", "cancelled", "error", "closed")
 #: answered-request latencies kept for the percentiles
@@ -38,7 +40,7 @@ class EngineStats:
     answers: int | None = None  # size of the answer space (None: generated answers)
     dtype: str = ""
     quantize: str = "none"
-    members: tuple[dict[str, object], ...] = ()  # an ensemble's models (each a ModelInfo dict)
+    members: tuple[ModelInfo, ...] = ()  # an ensemble's models
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -412,7 +412,10 @@ def _print_error(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m vqa_engine.hub``: publish a package, or pre-fill the cache with one."""
-    parser = argparse.ArgumentParser(prog="python -m vqa_engine.hub", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m vqa_engine.hub",
+        description="Publish a model package to the Hugging Face Hub, or fetch one.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     push_cmd = commands.add_parser("push", help="validate a package folder and upload it to a Hub repo")
     push_cmd.add_argument("folder", type=Path, help="the package folder (e.g. models/easy-vqa-film)")

@@ -13,11 +13,13 @@ import io
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
 
 from vqa_engine.errors import (
     CorruptImageError,
@@ -204,11 +206,15 @@ def image_to_pixels(image: Image.Image, config: ImageSettings) -> torch.Tensor:
             )
         else:
             image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    import torch  # here, so that the engine and the chat core import this module without torch
+
     return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)  # (3, S, S)
 
 
 def normalize(pixels: torch.Tensor, config: ImageSettings) -> torch.Tensor:
     """uint8 pixels (..., 3, S, S) -> the model's normalised float input; one op for a whole batch."""
+    import torch
+
     mean = torch.tensor(config.image_mean, device=pixels.device).view(3, 1, 1)
     std = torch.tensor(config.image_std, device=pixels.device).view(3, 1, 1)
     return (pixels.to(torch.float32) / 255.0 - mean) / std
