@@ -167,7 +167,7 @@ class TransformersGenerator(_TransformersBackend):
         beams = max(1, min(top_k, self.num_beams))
         text = self._text(questions, self._accepted)
         images = self._images(inputs)
-        options = dict(
+        options: dict[str, Any] = dict(
             num_beams=beams,
             num_return_sequences=beams,
             max_new_tokens=MAX_ANSWER_TOKENS,
@@ -177,27 +177,31 @@ class TransformersGenerator(_TransformersBackend):
         )
         if beams > 1:
             options["length_penalty"] = 0.0  # rank beams by the answer's probability, not per token
-        out = (
-            self._blip_generate(text, images, options)
-            if self.blip
-            else self.model.generate(**text, **images, **options)
-        )
-        log_probs = out.sequences_scores if beams > 1 else self._greedy_log_probs(out)
-        answers = self.tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
-        rows = []
-        for b in range(len(questions)):
-            row: dict[str, float] = {}
-            for j in range(b * beams, (b + 1) * beams):
-                answer = " ".join(answers[j].split())
-                if answer and answer not in row:  # beams can decode to the same text
-                    row[answer] = math.exp(float(log_probs[j]))
-            rows.append(sorted(row.items(), key=lambda item: -item[1]))
+        if self.blip:
+            groups = self._blip_generate(text, images, options)
+        else:
+            groups = [(list(range(len(questions))), self.model.generate(**text, **images, **options))]
+        rows: list[list[tuple[str, float]]] = [[] for _ in questions]
+        for indices, out in groups:
+            log_probs = out.sequences_scores if beams > 1 else self._greedy_log_probs(out)
+            answers = self.tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
+            for n, b in enumerate(indices):
+                row: dict[str, float] = {}
+                for j in range(n * beams, (n + 1) * beams):
+                    answer = " ".join(answers[j].split())
+                    if answer and answer not in row:  # an empty answer is none; beams can decode alike
+                        row[answer] = math.exp(float(log_probs[j]))
+                rows[b] = sorted(row.items(), key=lambda item: -item[1])
         return RankedScores(rows)
 
-    def _blip_generate(self, text: Inputs, images: Inputs, options: dict[str, Any]) -> Any:
-        """``BlipForQuestionAnswering.generate``, except that the answer decoder sees each
-        question's own attention mask (as in training), so a padded question in a batch is
-        answered exactly as it is alone."""
+    def _blip_generate(
+        self, text: Inputs, images: Inputs, options: dict[str, Any]
+    ) -> list[tuple[list[int], Any]]:
+        """``BlipForQuestionAnswering.generate``, batched so that each question is answered as
+        it would be alone: the images and questions are encoded in one pass, then answers are
+        written for the questions of each length together. (transformers' BLIP answer decoder
+        ignores the question's padding mask in its cross-attention, so a padded question in a
+        mixed batch would read its padding.)"""
         model = self.model
         image_embeds = model.vision_model(pixel_values=images["pixel_values"])[0]
         image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
@@ -207,16 +211,23 @@ class TransformersGenerator(_TransformersBackend):
             encoder_hidden_states=image_embeds,
             encoder_attention_mask=image_mask,
             return_dict=False,
-        )[0]
-        bos = torch.full((question.shape[0], 1), model.decoder_start_token_id, device=question.device)
-        return model.text_decoder.generate(
-            input_ids=bos,
-            eos_token_id=model.config.text_config.sep_token_id,
-            pad_token_id=model.config.text_config.pad_token_id,
-            encoder_hidden_states=question,
-            encoder_attention_mask=text["attention_mask"],
-            **options,
-        )
+        )[0]  # (B, T, D)
+        lengths = text["attention_mask"].sum(dim=1)
+        groups = []
+        for length in sorted(set(lengths.tolist())):
+            rows = (lengths == length).nonzero().flatten()
+            states = question[rows, :length]  # no padding left: every position is read
+            bos = torch.full((len(rows), 1), model.decoder_start_token_id, device=question.device)
+            out = model.text_decoder.generate(
+                input_ids=bos,
+                eos_token_id=model.config.text_config.sep_token_id,
+                pad_token_id=model.config.text_config.pad_token_id,
+                encoder_hidden_states=states,
+                encoder_attention_mask=torch.ones(states.shape[:-1], dtype=torch.long, device=states.device),
+                **options,
+            )
+            groups.append((rows.tolist(), out))
+        return groups
 
     def _greedy_log_probs(self, out: Any) -> torch.Tensor:
         """Sum of the chosen tokens' log-probabilities, up to and including the end token."""
