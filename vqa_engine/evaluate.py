@@ -151,7 +151,7 @@ def update_card(package_dir: Path, result: Evaluation) -> None:
     path.write_text(card, encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vqa_engine.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("package", type=Path, help="model package folder")
     p.add_argument("--split", choices=("test", "train"), default="test", help="easy-VQA split (default test)")
@@ -162,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         "--update-card", action="store_true", help="write the results into the model card (README.md)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     try:
         result = evaluate(
             a.package, split=a.split, limit=a.limit, batch_size=a.batch_size, progress=not a.quiet

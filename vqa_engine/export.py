@@ -160,7 +160,7 @@ def _example(package: ModelPackage, batch: int) -> tuple[torch.Tensor, torch.Ten
     return images, tokens, lengths
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vqa_engine.export",
         description="Export a model package to ONNX: onnxruntime runs it without this project's model code.",
@@ -176,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         help="folder to write the ONNX package to (created if needed)",
     )
     parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset version (default {OPSET})")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -117,14 +117,19 @@ def push(
 ) -> PushResult:
     """Publish the package in ``folder`` to the Hub repo ``repo_id`` (created if needed).
 
-    The package is loaded first, so a broken one is refused before anything is sent; only
-    package files are uploaded. ``branch`` is created from the default branch when missing.
-    Raises ``ModelPackageError`` (a subclass naming what to fix).
+    The package (ours, or an ONNX package) is loaded first, so a broken one is refused before
+    anything is sent; only package files are uploaded. ``branch`` is created from the default
+    branch when missing. Raises ``ModelPackageError`` (a subclass naming what to fix).
     """
-    from vqa_engine.package import load_package
+    from vqa_engine.loader import open_folder
 
     folder = Path(folder)
-    load_package(folder)  # refuse an inconsistent package: its message names the file at fault
+    if folder.is_dir() and detect_kind(folder) == "transformers":
+        raise ModelPackageError(
+            f"{folder} holds a transformers model: publish it with transformers' own push_to_hub, "
+            "which uploads its processor files too"
+        )
+    open_folder(folder)  # refuse an inconsistent package: its message names the file at fault
     if not _looks_like_repo_id(repo_id):
         raise ModelNotFoundError(f"{repo_id!r} is not a Hugging Face Hub repo id (ORG/NAME)")
     hub = _Hub(repo_id, token)
@@ -410,8 +415,7 @@ def _print_error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m vqa_engine.hub``: publish a package, or pre-fill the cache with one."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vqa_engine.hub",
         description="Publish a model package to the Hugging Face Hub, or fetch one.",
@@ -426,7 +430,12 @@ def main(argv: list[str] | None = None) -> int:
     get_cmd = commands.add_parser("download", help="download a Hub model into the cache; print its folder")
     get_cmd.add_argument("repo", help="ORG/NAME on the Hub, or a local folder")
     get_cmd.add_argument("--revision", help="branch, tag or commit (default main)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vqa_engine.hub``: publish a package, or pre-fill the cache with one."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "WARNING").upper(),
         stream=sys.stderr,

@@ -274,7 +274,7 @@ easy-VQA-like images.
 """
 
 
-def parse_args(argv: list[str] | None = None) -> TrainOptions:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vqa_engine.train", description=__doc__.splitlines()[0])
     d = TrainOptions(out=RUNS_DIR)
     c = ModelConfig()
@@ -346,7 +346,12 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         default=c.film_channels,
         help=f"channels of the FiLM blocks (default {c.film_channels})",
     )
-    a = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> TrainOptions:
+    a = build_parser().parse_args(argv)
+    c = ModelConfig()
     config = replace(
         c,
         image_encoder=a.image_encoder,
