@@ -54,9 +54,9 @@ class Settings(BaseSettings):
     preprocess_threads: int = Field(default=1, ge=1, le=64)
     torch_threads: int = Field(default=0, ge=0, description="intra-op threads; 0: torch's default")
     # issue 11: how the model runs (declared once in vqa_engine.options.ModelOptions)
-    model_backend: BackendName = ModelOptions.model_fields["model_backend"]
-    quantize: Quantize = ModelOptions.model_fields["quantize"]
-    num_beams: int = ModelOptions.model_fields["num_beams"]
+    model_backend: BackendName = ModelOptions.setting("model_backend")
+    quantize: Quantize = ModelOptions.setting("quantize")
+    num_beams: int = ModelOptions.setting("num_beams")
     # chat platforms
     discord_token: SecretStr | None = None
     telegram_token: SecretStr | None = None

@@ -80,7 +80,7 @@ def export_onnx(package: ModelPackage, out: Path, *, opset: int = OPSET) -> Expo
     """
     model = copy.deepcopy(package.model).eval().cpu()
     if isinstance(model.question_encoder, RecurrentEncoder):
-        model.question_encoder = UnpackedRecurrent(model.question_encoder)
+        model.question_encoder = UnpackedRecurrent(model.question_encoder)  # type: ignore[assignment]
     config = package.config
     images, tokens, lengths = _example(package, batch=2)
     batch = torch.export.Dim("batch")

@@ -7,7 +7,7 @@ Torch-free, so the settings (and the chat front ends) can import it without load
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -76,3 +76,9 @@ class ModelOptions(BaseModel):
     num_beams: int = Field(
         default=3, ge=1, le=MAX_TOP_K, description="beams, and so candidates, of a generative model's answer"
     )
+
+    @classmethod
+    def setting(cls, name: str) -> Any:
+        """The declaration of field ``name`` (default, limits, description), for ``config.Settings``
+        to declare the same setting without repeating it."""
+        return cls.model_fields[name]

@@ -9,6 +9,7 @@ Every member reads the same decoded image (each resized its own way) in the same
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from PIL import Image
@@ -52,7 +53,7 @@ class Ensemble(Backend):
         self._index = index
         generative = any(c is None for c in self._columns)
         infos = tuple(
-            ModelInfo(**{**m.info.to_dict(), "weight": round(w, 6), "members": ()})
+            replace(m.info, weight=round(w, 6), members=())
             for m, w in zip(members, self.weights, strict=True)
         )
         self.info = ModelInfo(

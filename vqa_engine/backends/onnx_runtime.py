@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from vqa_engine.backends.base import Backend, DenseScores
-from vqa_engine.errors import ModelPackageError
+from vqa_engine.errors import ModelPackageError, first_line
 from vqa_engine.model_info import ModelInfo
 from vqa_engine.onnx_config import ONNX_FILE, OnnxConfig
 from vqa_engine.package import load_answers, load_vocab
@@ -38,6 +38,8 @@ INPUT_NAMES = {
 class OnnxBackend(Backend):
     """``model.onnx`` on onnxruntime's CPU provider (CUDA's when ``device`` is cuda and it is there)."""
 
+    answers: Sequence[str]
+
     def __init__(
         self, folder: Path, source: ModelSource, *, device: torch.device, quantize: str = "none"
     ) -> None:
@@ -56,11 +58,12 @@ class OnnxBackend(Backend):
             )
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: onnxruntime's warnings are about its own graph rewrites
+        options.intra_op_num_threads = torch.get_num_threads()  # TORCH_THREADS governs both runtimes
         try:
             self.session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=providers)
         except Exception as exc:
             raise ModelPackageError(
-                f"{where}: onnxruntime cannot load {ONNX_FILE}: {_first_line(exc)}"
+                f"{where}: onnxruntime cannot load {ONNX_FILE}: {first_line(exc)}"
             ) from exc
         self.roles = _input_roles([i.name for i in self.session.get_inputs()], where)
         self.output = self.session.get_outputs()[0].name
@@ -134,8 +137,3 @@ def _input_roles(names: list[str], where: str) -> dict[str, str]:
             f"(it takes {', '.join(names)})"
         )
     return roles
-
-
-def _first_line(exc: BaseException) -> str:
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    return text if len(text) <= 300 else text[:297] + "..."

@@ -31,7 +31,7 @@ from PIL import Image
 
 from vqa_engine.backends.base import Backend, DenseScores, RankedScores
 from vqa_engine.backends.quantize import count_int8_linear, quantize_linear_int8, weights_dtype
-from vqa_engine.errors import ModelPackageError
+from vqa_engine.errors import ModelPackageError, first_line
 from vqa_engine.model_info import ModelInfo
 from vqa_engine.package_format import ModelSource
 
@@ -58,14 +58,15 @@ def load_transformers_backend(
     from transformers import AutoConfig, AutoModelForVisualQuestionAnswering, AutoProcessor
     from transformers.models.auto.modeling_auto import MODEL_FOR_VISUAL_QUESTION_ANSWERING_MAPPING_NAMES
 
-    transformers.utils.logging.disable_progress_bar()  # one "Loading weights" bar per start in the log
+    # transformers' own switch (process-wide): no "Loading weights" progress bar in a server's log
+    transformers.utils.logging.disable_progress_bar()
     where = source.repo_id
     safe = {"local_files_only": True, "trust_remote_code": False}
     try:
         config = AutoConfig.from_pretrained(folder, **safe)
     except Exception as exc:
         raise ModelPackageError(
-            f"{where}: transformers cannot read its config.json ({_first_line(exc)}); vqa-chat never runs "
+            f"{where}: transformers cannot read its config.json ({first_line(exc)}); vqa-chat never runs "
             "code from a model repo, so a custom architecture has to be exported to ONNX "
             "(README: any architecture)"
         ) from exc
@@ -80,7 +81,7 @@ def load_transformers_backend(
         model = AutoModelForVisualQuestionAnswering.from_pretrained(folder, dtype=dtype, **safe)
         processor = AutoProcessor.from_pretrained(folder, **safe)
     except Exception as exc:
-        raise ModelPackageError(f"{where}: transformers could not load it: {_first_line(exc)}") from exc
+        raise ModelPackageError(f"{where}: transformers could not load it: {first_line(exc)}") from exc
     model.eval().to(device)
     quantized = False
     if quantize == "int8":
@@ -113,7 +114,8 @@ class _TransformersBackend(Backend):
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.image_processor = processor.image_processor
-        self.device = next(model.parameters()).device
+        first = next(model.parameters())
+        self.device, self.dtype = first.device, first.dtype  # float16 weights read float16 images
         self.max_text = _text_length(config, self.tokenizer)
 
     def prepare(self, image: Image.Image) -> Inputs:
@@ -127,11 +129,17 @@ class _TransformersBackend(Backend):
         return {k: v.to(self.device) for k, v in encoded.items() if k in accepted}
 
     def _images(self, inputs: Sequence[object]) -> Inputs:
-        return {k: v.to(self.device) for k, v in collate(inputs).items()}  # type: ignore[arg-type]
+        batch = collate(inputs)  # type: ignore[arg-type]
+        return {
+            k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
+            for k, v in batch.items()
+        }
 
 
 class TransformersClassifier(_TransformersBackend):
     """ViLT-style: a confidence per answer of ``id2label`` (sigmoid, or softmax if single-label)."""
+
+    answers: Sequence[str]
 
     def __init__(
         self, model: Any, processor: Any, config: Any, info: dict[str, Any], labels: list[str]
@@ -293,8 +301,3 @@ def _input_size(processor: Any, config: Any) -> int:
             return min(sides)
     vision = getattr(config, "vision_config", config)
     return int(getattr(vision, "image_size", 384))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    return text if len(text) <= 300 else text[:297] + "..."
