@@ -17,7 +17,6 @@ import pytest
 import torch
 from torch import nn
 
-from bots.health import format_health
 from tests.conftest import BUNDLED_MODEL, build_model, png_bytes
 from tests.tiny_models import VILT_ANSWERS, VILT_TEXT_LENGTH, save_tiny_blip, save_tiny_vilt
 from vqa_engine import EngineOptions, ModelNotFoundError, ModelPackageError, VQAEngine
@@ -191,11 +190,9 @@ async def test_the_engine_batches_a_transformers_model_and_reports_it(
         "model ready: " in r.getMessage() and "transformers-classifier" in r.getMessage()
         for r in caplog.records
     )
-    health = format_health(stats, platforms=["telegram"])
-    assert "backend: transformers-classifier, 7 answers, float32" in health
 
 
-async def test_int8_is_announced_at_start_up_and_in_health(
+async def test_int8_is_announced_at_start_up_and_in_the_stats(
     tiny: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     options = ModelOptions(model_repo_id=str(tiny["vilt"]), quantize="int8")
@@ -205,7 +202,7 @@ async def test_int8_is_announced_at_start_up_and_in_health(
             stats = engine.stats()
     assert stats.quantize == "int8"
     assert any(r.getMessage().endswith("QUANTIZE=int8") for r in caplog.records)
-    assert "int8 on" in format_health(stats, platforms=[])
+    assert stats.dtype.startswith("int8")
 
 
 # -- ensembles ----------------------------------------------------------------------------------
@@ -261,15 +258,17 @@ def test_an_ensemble_member_that_cannot_load_is_named(tiny: dict[str, Path], tmp
     assert "\n" not in message
 
 
-async def test_an_ensemble_reports_its_members_in_health(tiny: dict[str, Path]) -> None:
+async def test_an_ensemble_reports_its_members_in_the_stats(tiny: dict[str, Path]) -> None:
     options = ModelOptions(model_repo_id=f"{tiny['vilt']}:1,{BUNDLED_MODEL}:3")
     async with VQAEngine(lambda: load_backend(options)) as engine:
         await engine.answer(IMAGES[0], QUESTIONS[0])
         stats = engine.stats()
-    health = format_health(stats, platforms=[])
-    assert "model: ensemble of 2" in health
-    assert f"  {tiny['vilt']} (weight 0.25): transformers-classifier, 7 answers, float32" in health
-    assert f"  {BUNDLED_MODEL} (weight 0.75): modular, 13 answers, float32" in health
+    assert stats.backend == "ensemble"
+    members = [(m.model_id, m.backend, m.answers, m.dtype, m.weight) for m in stats.members]
+    assert members == [
+        (str(tiny["vilt"]), "transformers-classifier", 7, "float32", 0.25),
+        (str(BUNDLED_MODEL), "modular", 13, "float32", 0.75),
+    ]
     assert stats.to_dict()["members"][1]["weight"] == 0.75  # type: ignore[index]
 
 
