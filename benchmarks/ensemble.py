@@ -27,9 +27,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import easy_vqa  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.modular_backends import test_split  # noqa: E402
 from vqa_engine.backends.base import Backend  # noqa: E402
 from vqa_engine.engine import EngineOptions, VQAEngine  # noqa: E402
 from vqa_engine.evaluate import expected_calibration_error  # noqa: E402
@@ -37,6 +37,16 @@ from vqa_engine.loader import load_backend  # noqa: E402
 from vqa_engine.options import ModelOptions  # noqa: E402
 
 MODEL = ROOT / "models" / "easy-vqa-film"
+
+
+def easy_vqa_test_split() -> tuple[list[bytes], list[int], list[str], list[str]]:
+    """Image bytes (one per image), and per question: its image's index, text and answer."""
+    questions, answers, ids = easy_vqa.get_test_questions()
+    paths = easy_vqa.get_test_image_paths()
+    image_ids = sorted(paths)
+    row = {image_id: i for i, image_id in enumerate(image_ids)}
+    images = [Path(paths[i]).read_bytes() for i in image_ids]
+    return images, [row[i] for i in ids], list(questions), list(answers)
 
 
 def evaluate(
@@ -117,7 +127,7 @@ def main() -> None:
         backends = {
             name: load_backend(ModelOptions(model_repo_id=spec, device="cpu")) for name, spec in specs.items()
         }
-        images, rows, questions, answers = test_split()
+        images, rows, questions, answers = easy_vqa_test_split()
         quality = {name: evaluate(b, images, rows, questions, answers) for name, b in backends.items()}
         jobs = [(images[rows[i]], questions[i]) for i in range(512)]
         speed: dict[str, list[float]] = {name: [] for name in backends}

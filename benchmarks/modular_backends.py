@@ -40,7 +40,7 @@ from vqa_engine.package import load_package  # noqa: E402
 MODEL = ROOT / "models" / "easy-vqa-film"
 
 
-def test_split() -> tuple[list[bytes], list[int], list[str], list[str]]:
+def easy_vqa_test_split() -> tuple[list[bytes], list[int], list[str], list[str]]:
     """Image bytes (one per image), and per question: its image's index, text and answer."""
     questions, answers, ids = easy_vqa.get_test_questions()
     paths = easy_vqa.get_test_image_paths()
@@ -84,8 +84,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    images, rows, questions, answers = test_split()
-    speed: dict[str, dict[str, list[float]]] = {}
+    images, rows, questions, answers = easy_vqa_test_split()
+    speed: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         export = export_onnx(load_package(MODEL), Path(tmp) / "onnx")
         for threads in args.threads:

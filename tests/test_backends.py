@@ -324,7 +324,7 @@ def test_the_onnx_export_gives_torchs_answers(onnx_bundled: Path, capsys: pytest
 def test_other_architectures_export_too(tmp_path: Path, overrides: dict[str, str]) -> None:
     from vqa_engine.export import export_onnx
 
-    model, vocab, answers = build_model(**overrides)
+    model, vocab, answers = build_model(**overrides)  # type: ignore[arg-type]
     package = load_package(save_package(tmp_path / "pkg", model, vocab, answers))
     result = export_onnx(package, tmp_path / "onnx")
     assert result.max_difference < 1e-4

@@ -512,7 +512,7 @@ async def test_a_systematic_failure_costs_three_passes_not_one_per_question(
     async with VQAEngine(loader_with(FailingModel, holder), options=EngineOptions(cache_size=0)) as engine:
         model = holder[0]
         first = await blocked_batch(engine, model)
-        model.failing = True  # type: ignore[attr-defined]
+        model.failing = True  # type: ignore[assignment]
         pending = asyncio.gather(
             *(engine.answer(image("blue_circle"), f"question {i}") for i in range(6)), return_exceptions=True
         )

@@ -185,12 +185,12 @@ def test_unreadable_specs_name_the_entry(text: str, message: str) -> None:
 
 
 def test_model_options_are_validated_and_case_insensitive() -> None:
-    options = ModelOptions(model_backend="Transformers", quantize="INT8", device="CPU")
+    options = ModelOptions(model_backend="Transformers", quantize="INT8", device="CPU")  # type: ignore[arg-type]
     assert (options.model_backend, options.quantize, options.device) == ("transformers", "int8", "cpu")
     with pytest.raises(ValueError, match="quantize"):
-        ModelOptions(quantize="int4")
+        ModelOptions(quantize="int4")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="model_backend"):
-        ModelOptions(model_backend="tensorflow")
+        ModelOptions(model_backend="tensorflow")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="num_beams"):
         ModelOptions(num_beams=0)
 

@@ -27,18 +27,19 @@ def _vocab(specials: list[str]) -> dict[str, int]:
 def save_tiny_vilt(folder: Path, *, seed: int = 0, answers: list[str] = VILT_ANSWERS) -> Path:
     """A ViLT question-answering model over ``answers``, 32×32-ish images, 8-pixel patches."""
     from transformers import (
-        BertTokenizerFast,
+        BertTokenizer,
         ViltConfig,
         ViltForQuestionAnswering,
         ViltImageProcessor,
         ViltProcessor,
     )
 
-    tokenizer = BertTokenizerFast(
+    tokenizer = BertTokenizer(
         vocab=_vocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]), do_lower_case=True
     )
-    processor = ViltProcessor(ViltImageProcessor(size={"shortest_edge": 32}, size_divisor=8), tokenizer)
-    config = ViltConfig(
+    images = ViltImageProcessor(size={"shortest_edge": 32}, size_divisor=8)  # type: ignore[call-arg]
+    processor = ViltProcessor(images, tokenizer)
+    config = ViltConfig(  # type: ignore[call-arg]
         vocab_size=tokenizer.vocab_size,
         hidden_size=32,
         num_hidden_layers=2,
@@ -63,7 +64,7 @@ def save_tiny_vilt(folder: Path, *, seed: int = 0, answers: list[str] = VILT_ANS
 def save_tiny_blip(folder: Path, *, seed: int = 0) -> Path:
     """A BLIP question-answering model whose decoder prefers a few words, so beams differ."""
     from transformers import (
-        BertTokenizerFast,
+        BertTokenizer,
         BlipConfig,
         BlipForQuestionAnswering,
         BlipImageProcessor,
@@ -71,7 +72,7 @@ def save_tiny_blip(folder: Path, *, seed: int = 0) -> Path:
     )
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
-    tokenizer = BertTokenizerFast(vocab=_vocab(specials), do_lower_case=True, bos_token="[DEC]")
+    tokenizer = BertTokenizer(vocab=_vocab(specials), do_lower_case=True, bos_token="[DEC]")
     processor = BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer)
     ids = tokenizer.convert_tokens_to_ids
     text = dict(
