@@ -23,14 +23,15 @@ from bots.web.options import DEFAULT_PORT as DEFAULT_WEB_PORT
 from bots.web.options import WebOptions
 from config import AskSettings, Settings, SettingsError, check_writable, env_files_read, load_settings
 from config.log import setup_logging
+from vqa_engine.options import ModelOptions  # torch-free
 
 if TYPE_CHECKING:
     from bots.core import ChatCore
     from bots.prediction_log import PredictionLog
     from bots.web.metrics import Metrics
     from bots.web.server import WebServer
+    from vqa_engine.backends.base import Backend
     from vqa_engine.engine import VQAEngine
-    from vqa_engine.package import ModelPackage
 
 EXIT_USAGE = 2  # unusable input or settings, as the DESIGN.md contract says
 EXIT_FAILURE = 1
@@ -66,25 +67,20 @@ def read_image_arg(path: str, max_bytes: int) -> bytes:
         return f.read(max_bytes + 1)  # the decoder reports "larger than" from the extra byte
 
 
-def model_loader(settings: AskSettings | Settings) -> Callable[[], ModelPackage]:
-    """Loads the configured model (from a folder or the Hub) when called."""
-    from vqa_engine.hub import load_model
+def model_loader(settings: AskSettings | Settings) -> Callable[[], Backend]:
+    """Loads the configured model or ensemble (from folders or the Hub) when called."""
+    from functools import partial
+
+    from vqa_engine.loader import load_backend
 
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
-
-    def load() -> ModelPackage:
-        return load_model(
-            settings.model_repo_id, revision=settings.model_revision, token=token, device=settings.device
-        )
-
-    return load
+    return partial(load_backend, settings.section(ModelOptions), token=token)
 
 
 def ask(settings: AskSettings, image_path: str, question: str, *, as_json: bool, top_k: int) -> int:
     """``main.py ask``: load the configured model, answer once, print."""
     from bots.replies import format_cli
     from vqa_engine import ModelPackageError, VQAInputError
-    from vqa_engine.predictor import Predictor
     from vqa_engine.preprocess import ImageLimits, clean_question
 
     try:
@@ -94,13 +90,13 @@ def ask(settings: AskSettings, image_path: str, question: str, *, as_json: bool,
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        package = model_loader(settings)()
+        backend = model_loader(settings)()
     except ModelPackageError as exc:
         print(f"error: cannot load the model: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
     try:
-        prediction = Predictor(package, limits=limits).predict(image, question, top_k=top_k)
+        prediction = backend.predict(image, question, top_k=top_k, limits=limits)
     except VQAInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -235,7 +231,7 @@ async def serve(settings: Settings, *, chat: bool = True, http: HttpAddress | No
             print(f"error: cannot load the model: {exc}", file=sys.stderr)
             return EXIT_FAILURE
 
-        side = engine.package.config.image_size
+        side = engine.input_size
         candidates = build_front_ends(settings, core, min_image_side=side) if chat else {}
         started = await asyncio.gather(
             *(

@@ -225,14 +225,35 @@ def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
 
 
+def _model_lines(stats: EngineStats) -> list[str]:
+    """Which model answers and how: one line, or one per member of an ensemble."""
+    revision = f" @ {stats.revision}" if stats.revision else ""
+    if not stats.members:
+        return [
+            f"model: {stats.model_id}{revision}",
+            f"backend: {_runs(stats.backend, stats.answers, stats.dtype, stats.quantize)}",
+        ]
+    lines = [f"model: ensemble of {len(stats.members)}"]
+    for member in stats.members:
+        rev = f" @ {member.revision}" if member.revision else ""
+        runs = _runs(member.backend, member.answers, member.dtype, member.quantize)
+        lines.append(f"  {member.model_id}{rev} (weight {member.weight:.2f}): {runs}")
+    return lines
+
+
+def _runs(backend: str, answers: int | None, dtype: str, quantize: str) -> str:
+    space = "generated answers" if answers is None else f"{answers:,} answers"
+    int8 = ", int8 on" if quantize == "int8" else ""
+    return f"{backend or 'unknown'}, {space}, {dtype or '?'}{int8}"
+
+
 def format_health(stats: EngineStats, *, platforms: list[str]) -> str:
     """Is it up, which model exactly, and is it keeping up."""
     status = "OK" if stats.state == "running" else stats.state.upper()
-    revision = f" @ {stats.revision}" if stats.revision else ""
     return "\n".join(
         [
             f"{status} — up {duration(stats.uptime_s)}",
-            f"model: {stats.model_id}{revision}",
+            *_model_lines(stats),
             f"device: {stats.device}",
             f"platforms: {', '.join(platforms) or 'none'}",
             f"queue: {stats.queue_depth} waiting, {stats.in_flight} in flight",

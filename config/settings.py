@@ -23,7 +23,7 @@ from pydantic_settings import (
 
 from bots.options import ChatOptions, DiscordOptions, TelegramOptions
 from bots.web.options import WebOptions
-from vqa_engine.options import EngineOptions
+from vqa_engine.options import EngineOptions, ModelOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
@@ -39,31 +39,16 @@ class SettingsError(Exception):
     """A setting has a value we cannot use; the message names the variable."""
 
 
-class ModelSettings(BaseModel):
-    """Which model answers, and the images it accepts."""
+class ImageSettings(BaseModel):
+    """The images the service accepts (the model's own options are ``ModelOptions``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
-    model_repo_id: str = Field(
-        default=str(DEFAULT_MODEL_DIR), description="a Hugging Face Hub repo id or a local folder"
-    )
-    model_revision: str | None = Field(default=None, description="branch, tag or commit on the Hub")
     hf_token: SecretStr | None = Field(default=None, description="for private or gated Hub repos")
-    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="where the model runs")
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="larger files are refused")
     max_image_pixels: int = Field(
         default=40_000_000, gt=0, description="larger images are refused before decoding"
     )
-
-    @field_validator("device", mode="before")
-    @classmethod
-    def _device_lower(cls, value: object) -> object:
-        return value.lower() if isinstance(value, str) else value
-
-    @field_validator("model_revision", mode="before")
-    @classmethod
-    def _blank_revision_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
 
 class LogSettings(BaseModel):
@@ -137,7 +122,8 @@ class _Sources(BaseSettings):
 
 class Settings(  # type: ignore[misc]  # the sections' configs merge (pydantic does it)
     _Sources,
-    ModelSettings,
+    ModelOptions,
+    ImageSettings,
     EngineOptions,
     ChatOptions,
     TelegramOptions,
@@ -156,7 +142,7 @@ class Settings(  # type: ignore[misc]  # the sections' configs merge (pydantic d
         return [*super().secrets, *self.keys]
 
 
-class AskSettings(_Sources, ModelSettings, LogSettings):  # type: ignore[misc]
+class AskSettings(_Sources, ModelOptions, ImageSettings, LogSettings):  # type: ignore[misc]
     """What ``python main.py ask`` uses: a bad ``RATE_LIMIT`` must not stop it."""
 
     model_config = _Sources.model_config

@@ -491,3 +491,83 @@ async def test_stats_describe_the_engine(gated: tuple[VQAEngine, GatedModel]) ->
 def test_options_are_validated(option: str, value: float) -> None:
     with pytest.raises(ValueError, match=option):
         EngineOptions(**{option: value})  # type: ignore[arg-type]
+
+
+class FailingModel(GatedModel):
+    """Every forward pass fails once ``failing`` is set (say, the machine ran out of memory)."""
+
+    failing = False
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        out = super().forward(images, tokens, lengths)
+        if self.failing:
+            raise RuntimeError("out of memory")
+        return out
+
+
+async def test_a_systematic_failure_costs_three_passes_not_one_per_question(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    holder: list[GatedModel] = []
+    async with VQAEngine(loader_with(FailingModel, holder), options=EngineOptions(cache_size=0)) as engine:
+        model = holder[0]
+        first = await blocked_batch(engine, model)
+        model.failing = True  # type: ignore[assignment]
+        pending = asyncio.gather(
+            *(engine.answer(image("blue_circle"), f"question {i}") for i in range(6)), return_exceptions=True
+        )
+        await until(lambda: engine.stats().queue_depth == 6)
+        passes_before = len(model.batch_sizes)
+        with caplog.at_level(logging.WARNING, logger="vqa_engine.engine"):
+            open_gate(model)
+            results = await pending
+        await asyncio.gather(first, return_exceptions=True)
+        stats = engine.stats()
+    assert all(isinstance(r, InferenceError) for r in results)
+    assert model.batch_sizes[passes_before:] == [6, 1, 1]  # the batch, two alone, then no more passes
+    assert stats.requests["error"] == 7  # the six and the question that was blocked
+    messages = [r.getMessage() for r in caplog.records]
+    assert "a batch of 6 failed (out of memory); retrying each question alone" in messages
+    assert "2 questions failed alone too: failing the other 4 of the batch without running them" in messages
+
+
+async def test_close_while_the_model_loads_keeps_the_engine_closed() -> None:
+    loading = threading.Event()
+    release = threading.Event()
+
+    def slow_load() -> ModelPackage:
+        loading.set()
+        assert release.wait(30), "the test never released the loader"
+        return load_package(BUNDLED_MODEL)
+
+    engine = VQAEngine(slow_load)
+    starting = asyncio.create_task(engine.start())
+    assert await asyncio.to_thread(loading.wait, 30)
+    await engine.close()
+    release.set()
+    with pytest.raises(EngineClosedError, match="closed while the model was loading"):
+        await starting
+    assert engine.stats().state == "closed"
+    with pytest.raises(EngineClosedError):
+        await engine.answer(image("blue_circle"), COLOR_Q)
+
+
+async def test_the_engine_says_what_model_answers(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="vqa_engine.engine"):
+        async with VQAEngine(lambda: load_package(BUNDLED_MODEL)) as engine:
+            info = engine.model_info
+            size = engine.input_size
+            stats = engine.stats()
+    assert size == 64  # the bundled model reads 64×64 images
+    assert (info.backend, info.answers, info.dtype, info.quantize) == ("modular", 13, "float32", "none")
+    assert (stats.backend, stats.answers, stats.dtype, stats.quantize) == ("modular", 13, "float32", "none")
+    assert any(
+        r.getMessage().startswith(f"model ready: {BUNDLED_MODEL} (modular, 13 answers, float32, on cpu)")
+        for r in caplog.records
+    )
+
+
+async def test_input_size_before_start_is_refused() -> None:
+    engine = VQAEngine(lambda: load_package(BUNDLED_MODEL))
+    with pytest.raises(EngineClosedError, match="not loaded yet"):
+        _ = engine.input_size

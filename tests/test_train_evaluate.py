@@ -140,3 +140,42 @@ def test_evaluate_a_missing_package_fails_cleanly(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "does not exist" in result.stderr.decode()
     assert b"Traceback" not in result.stderr
+
+
+def test_train_without_out_writes_a_new_folder_never_the_bundled_model(tmp_path: Path) -> None:
+    from vqa_engine.train import new_run_folder, parse_args
+
+    options = parse_args(["--epochs", "1"])
+    assert options.out.parent == Path("runs")
+    assert options.out.resolve() != BUNDLED_MODEL.resolve()
+    first = new_run_folder(tmp_path, now=0)
+    first.mkdir()
+    second = new_run_folder(tmp_path, now=0)  # the same second: still a new folder
+    assert second != first and not second.exists()
+
+
+@pytest.mark.parametrize("module", ["train", "evaluate", "export", "hub"])
+def test_every_option_has_help_without_markup(module: str) -> None:
+    import argparse
+    import importlib
+
+    parser = importlib.import_module(f"vqa_engine.{module}").build_parser()
+    parsers = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers += list(action.choices.values())
+    for each in parsers:
+        assert "``" not in (each.description or "")
+        for action in each._actions:
+            if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+                continue
+            assert action.help, f"{module}: {action.option_strings or action.dest} has no help"
+            assert "``" not in action.help
+
+
+def test_evaluate_writes_files_only_where_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vqa_engine.evaluate import main as evaluate_main
+
+    monkeypatch.chdir(tmp_path)
+    assert evaluate_main([str(BUNDLED_MODEL), "--limit", "50", "--quiet"]) == 0
+    assert list(tmp_path.iterdir()) == []

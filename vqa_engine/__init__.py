@@ -21,20 +21,26 @@ from vqa_engine.errors import (
     VQAError,
     VQAInputError,
 )
-from vqa_engine.options import EngineOptions
+from vqa_engine.model_info import ModelInfo
+from vqa_engine.options import EngineOptions, ModelOptions
 from vqa_engine.prediction import Candidate, Prediction
 
 if TYPE_CHECKING:
     from vqa_engine.engine import EngineStats, VQAEngine
+    from vqa_engine.loader import load_backend
 
 
 def __getattr__(name: str) -> object:
-    """``VQAEngine`` and friends import torch: load them on first use, so that importing the
-    errors (as the chat adapters do) stays light."""
+    """The engine and the loader: loaded on first use, so that importing the errors (as the chat
+    adapters do) stays light."""
     if name in ("VQAEngine", "EngineStats"):
         from vqa_engine import engine
 
         return getattr(engine, name)
+    if name == "load_backend":
+        from vqa_engine.loader import load_backend
+
+        return load_backend
     raise AttributeError(f"module 'vqa_engine' has no attribute {name!r}")
 
 
@@ -53,7 +59,9 @@ __all__ = [
     "InvalidQuestionError",
     "ModelAccessError",
     "ModelDownloadError",
+    "ModelInfo",
     "ModelNotFoundError",
+    "ModelOptions",
     "ModelPackageError",
     "Prediction",
     "UnsafePickleError",
@@ -61,4 +69,5 @@ __all__ = [
     "VQAEngine",
     "VQAError",
     "VQAInputError",
+    "load_backend",
 ]

@@ -1,35 +1,35 @@
 """The shared async engine: every platform's questions become few batched forward passes.
 
 One engine per process. Its public surface is ``await engine.answer(image, question)``; inside,
-each question goes through small stages::
+each question goes through small stages, each its own module::
 
-    clean question -> admit (bounded) -> hash -> cache -> decode (thread pool)
-        -> queue (one Future each) -> batch -> forward (one inference thread) -> unbatch
+    clean question -> admit (bounded) -> cache (prediction_cache) -> decode (decode thread,
+        backend.preprocess) -> queue (batch_queue) -> forward (inference thread,
+        backend.predict_batch) -> settle Futures on the loop -> stats (engine_stats)
 
 The event loop only moves Futures around: hashing large images, decoding and the forward pass
-all run on threads, so a long batch never stalls Discord heartbeats or Telegram polling.
+all run on threads, so a long batch never stalls Discord heartbeats or Telegram polling. The
+engine knows nothing of the model: a ``Backend`` (ours, transformers, ONNX, an ensemble) does.
+This module imports no torch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import math
 import threading
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import psutil
-import torch
-from cachetools import LRUCache
 
+from vqa_engine.batch_queue import BatchQueue
+from vqa_engine.engine_stats import OUTCOMES, EngineStats, Outcome, StatsRecorder
 from vqa_engine.errors import (
     EngineBusyError,
     EngineClosedError,
@@ -37,48 +37,27 @@ from vqa_engine.errors import (
     InferenceError,
     VQAInputError,
 )
+from vqa_engine.model_info import ModelInfo
 from vqa_engine.options import MAX_TOP_K, EngineOptions
-from vqa_engine.package import ModelPackage
 from vqa_engine.prediction import Prediction
-from vqa_engine.predictor import Predictor
+from vqa_engine.prediction_cache import CacheKey, PredictionCache, image_digest
 from vqa_engine.preprocess import ImageLimits, clean_question
-from vqa_engine.vocab import tokenize
+
+if TYPE_CHECKING:
+    from vqa_engine.backends.base import Backend
+    from vqa_engine.package import ModelPackage
+
+__all__ = ["OUTCOMES", "EngineOptions", "EngineStats", "VQAEngine"]
 
 log = logging.getLogger(__name__)
 
 #: images up to this size are hashed on the event loop (well under a millisecond)
 INLINE_HASH_BYTES = 256 * 1024
-#: answered-request latencies kept for the percentiles in ``stats()``
-LATENCY_WINDOW = 2048
+#: after a failed batch, questions are retried alone until this many of them fail too: then the
+#: failure is taken as systematic (out of memory, a broken model) and the rest fail unrun
+MAX_FAILURES_ALONE = 2
 
-Outcome = Literal["answered", "rejected", "busy", "timeout", "cancelled", "error", "closed"]
-OUTCOMES: tuple[Outcome, ...] = ("answered", "rejected", "busy", "timeout", "cancelled", "error", "closed")
-
-
-@dataclass(frozen=True)
-class EngineStats:
-    """A snapshot for ``/health`` and ``/stats``."""
-
-    state: str
-    model_id: str
-    revision: str | None
-    device: str
-    uptime_s: float
-    requests: dict[str, int]  # by outcome (see OUTCOMES)
-    cache_hits: int
-    cache_misses: int
-    batches: int
-    mean_batch_size: float
-    largest_batch: int
-    queue_depth: int  # decoded, waiting for a forward pass
-    in_flight: int  # admitted and not yet answered (decoding, queued or in a batch)
-    latency_p50_ms: float | None
-    latency_p95_ms: float | None
-    memory_rss_mb: float
-    batch_sizes: dict[int, int] = field(default_factory=dict)  # forward passes by batch size
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+Loader = Callable[[], "Backend | ModelPackage"]
 
 
 @dataclass(eq=False)
@@ -86,19 +65,7 @@ class _Request:
     image: bytes | None  # dropped once decoded
     question: str
     future: asyncio.Future[Prediction]  # touched on the event loop only
-    pixels: torch.Tensor | None = None  # (3, S, S) uint8, set by a decode thread
-
-
-@dataclass
-class _Counters:
-    outcomes: Counter[str] = field(default_factory=Counter)
-    cache_hits: int = 0
-    cache_misses: int = 0
-    batches: int = 0
-    batched: int = 0
-    largest_batch: int = 0
-    batch_sizes: Counter[int] = field(default_factory=Counter)
-    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    inputs: object = None  # the backend's input for the image, set by a decode thread
 
 
 #: what a batch produced for one request: its prediction, or the exception it gets
@@ -108,18 +75,19 @@ _Outcome = tuple[_Request, Prediction | None, BaseException | None]
 class VQAEngine:
     """Answers questions about images for every chat platform of the process.
 
-    ``loader`` builds the model package (it may download it); it runs in ``start()`` off the
-    event loop, never at import or construction. Use as ``async with VQAEngine(...)``.
+    ``loader`` builds the model: a ``Backend`` (``vqa_engine.loader.load_backend``), or one of
+    our ``ModelPackage``s. It runs in ``start()`` off the event loop, never at import or
+    construction. Use as ``async with VQAEngine(...)``.
 
     Threads: the event loop admits questions and settles Futures; a small pool decodes images;
     one inference thread forms batches and runs the forward passes. Decoded requests go from a
-    decode thread straight to the inference thread (a deque under a condition variable), and a
-    finished batch wakes the loop once, so the loop's work per question stays a few microseconds.
+    decode thread straight to the inference thread (``BatchQueue``), and a finished batch wakes
+    the loop once, so the loop's work per question stays a few microseconds.
     """
 
     def __init__(
         self,
-        loader: Callable[[], ModelPackage],
+        loader: Loader,
         *,
         options: EngineOptions = EngineOptions(),
         limits: ImageLimits = ImageLimits(),
@@ -128,21 +96,15 @@ class VQAEngine:
         self.options = options
         self._limits = limits
         self._state: Literal["new", "starting", "running", "closing", "closed"] = "new"
-        self._predictor: Predictor | None = None
+        self._backend: Backend | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # shared with the decode and inference threads, under ``_cond``
-        self._cond = threading.Condition()
-        self._ready: deque[_Request] = deque()  # decoded, waiting for a forward pass
-        self._decoding = 0  # submitted to the decode pool, not yet ready
-        self._stopping = False
+        self._queue: BatchQueue[_Request] = BatchQueue(keep=lambda r: not r.future.done())
         # event loop only
         self._idle = asyncio.Event()  # nothing admitted is unanswered
         self._idle.set()
         self._in_flight = 0
-        self._cache: LRUCache[tuple[str, str, str], Prediction] | None = (
-            LRUCache(maxsize=options.cache_size) if options.cache_size else None
-        )
-        self._counters = _Counters()
+        self._cache = PredictionCache(options.cache_size)
+        self._stats = StatsRecorder()
         self._started_at = 0.0
         self._model_key = ""  # the cache is per model revision
         self._decode_pool: ThreadPoolExecutor | None = None
@@ -161,37 +123,39 @@ class VQAEngine:
         await self.close()
 
     async def start(self) -> None:
-        """Load the model (off the loop) and start batching. Raises what the loader raises."""
+        """Load the model (off the loop), warm it up and start batching.
+
+        Raises what the loader raises, and ``EngineClosedError`` when ``close()`` was called
+        while the model was loading (the engine then stays closed).
+        """
         if self._state != "new":
             raise RuntimeError(f"the engine cannot start: it is {self._state}")
         self._state = "starting"
         self._loop = asyncio.get_running_loop()
         try:
-            self._predictor = await asyncio.to_thread(self._load)
+            backend = await asyncio.to_thread(self._load)
         except BaseException:
             self._state = "closed"
             raise
+        if self._state != "starting":  # close() ran while the model loaded: stay closed
+            raise EngineClosedError("the engine was closed while the model was loading")
+        self._backend = backend
         self._decode_pool = ThreadPoolExecutor(
             max_workers=self.options.preprocess_threads, thread_name_prefix="vqa-decode"
         )
         self._inference = threading.Thread(target=self._inference_loop, name="vqa-inference", daemon=True)
         self._inference.start()
         self._started_at = time.monotonic()
-        package = self._predictor.package
-        self._model_key = f"{package.model_id}@{package.revision}"
+        info = backend.info
+        self._model_key = f"{info.model_id}@{info.revision}:{info.backend}:{info.quantize}"
         self._state = "running"
-        log.info(
-            "model %s%s ready on %s (%d answers)",
-            package.model_id,
-            f"@{package.revision}" if package.revision else "",
-            self._predictor.device,
-            len(package.answers),
-        )
+        log.info("model ready: %s%s", info.describe(), ", QUANTIZE=int8" if info.quantize == "int8" else "")
 
     async def close(self, *, drain_timeout: float | None = None) -> None:
         """Refuse new questions, answer every admitted one, then stop.
 
         After ``drain_timeout`` seconds, questions still waiting get ``EngineClosedError``.
+        Closing while ``start()`` loads the model makes that ``start()`` fail.
         """
         if self._state in ("closing", "closed"):
             return
@@ -206,12 +170,7 @@ class VQAEngine:
         except TimeoutError:
             drained = False
             log.warning("closing with %d questions unanswered after %.1f s", self._in_flight, drain_timeout)
-        with self._cond:
-            self._stopping = True
-            leftovers = list(self._ready)
-            self._ready.clear()
-            self._cond.notify_all()
-        for request in leftovers:
+        for request in self._queue.close():
             if not request.future.done():
                 request.future.set_exception(
                     EngineClosedError("the bot is shutting down; please ask again later")
@@ -223,14 +182,22 @@ class VQAEngine:
         self._state = "closed"
         log.info("engine closed")
 
-    def _load(self) -> Predictor:
+    def _load(self) -> Backend:
+        from vqa_engine.backends.base import Backend
+
         if self.options.torch_threads:  # read by the inference thread, started after this
+            import torch
+
             torch.set_num_threads(self.options.torch_threads)
-        package = self._loader()
-        predictor = Predictor(package, limits=self._limits)
-        size = package.config.image_size
-        predictor.predict_batch(torch.zeros(1, 3, size, size, dtype=torch.uint8), ["warm up"])
-        return predictor
+        loaded = self._loader()
+        if isinstance(loaded, Backend):
+            backend = loaded
+        else:  # one of our packages, as tests and older callers pass it
+            from vqa_engine.backends.modular import ModularBackend
+
+            backend = ModularBackend(loaded)
+        backend.warm_up()
+        return backend
 
     # -- the public call --------------------------------------------------------------------
 
@@ -239,10 +206,17 @@ class VQAEngine:
         return self._state == "running"
 
     @property
-    def package(self) -> ModelPackage:
-        if self._predictor is None:
+    def model_info(self) -> ModelInfo:
+        """What answers: model id, revision, backend, answers, dtype, quantisation, members."""
+        if self._backend is None:
             raise EngineClosedError("the model is not loaded yet; please try again in a minute")
-        return self._predictor.package
+        return self._backend.info
+
+    @property
+    def input_size(self) -> int:
+        """The image side, in pixels, the model reads (the largest of an ensemble's members):
+        a photo smaller than this loses detail, a larger one is only downscaled."""
+        return self.model_info.input_size
 
     async def answer(self, image: bytes, question: str, *, top_k: int | None = None) -> Prediction:
         """Answer ``question`` about the encoded ``image`` (PNG, JPEG, WebP, GIF, BMP).
@@ -255,15 +229,15 @@ class VQAEngine:
         started = time.perf_counter()
         k = self.options.top_k if top_k is None else max(1, min(top_k, MAX_TOP_K))
         if self._state != "running":
-            self._count("closed")
+            self._stats.count("closed")
             raise EngineClosedError("the bot is restarting; please ask again in a minute")
         try:
             question = clean_question(question)
         except VQAInputError:
-            self._count("rejected")
+            self._stats.count("rejected")
             raise
         if self._in_flight >= self.options.max_queue:
-            self._count("busy")
+            self._stats.count("busy")
             raise EngineBusyError("I'm busy answering other questions; please try again in a few seconds")
 
         self._in_flight += 1
@@ -289,49 +263,46 @@ class VQAEngine:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
-            self._count(outcome, (time.perf_counter() - started) * 1000 if outcome == "answered" else None)
+            latency = (time.perf_counter() - started) * 1000 if outcome == "answered" else None
+            self._stats.count(outcome, latency)
 
     async def _answer(self, image: bytes, question: str) -> Prediction:
-        assert self._decode_pool is not None and self._loop is not None
-        cache, key = self._cache, None
-        if cache is not None:
+        assert self._decode_pool is not None and self._loop is not None and self._backend is not None
+        key: CacheKey | None = None
+        if self._cache.enabled:
             if len(image) <= INLINE_HASH_BYTES:
-                digest = _digest(image)
+                digest = image_digest(image)
             else:
-                digest = await self._loop.run_in_executor(self._decode_pool, _digest, image)
-            key = (digest, " ".join(tokenize(question)), self._model_key)
-            cached = cache.get(key)
+                digest = await self._loop.run_in_executor(self._decode_pool, image_digest, image)
+            key = (digest, self._backend.question_key(question), self._model_key)
+            cached = self._cache.get(key)
             if cached is not None:
-                self._counters.cache_hits += 1
                 return cached
-            self._counters.cache_misses += 1
 
         request = _Request(image, question, self._loop.create_future())
-        with self._cond:
-            self._decoding += 1
+        self._queue.expect()
         self._decode_pool.submit(self._decode, request)
         prediction = await request.future
-        if cache is not None and key is not None:
-            cache[key] = prediction
+        if key is not None:
+            self._cache.put(key, prediction)
         return prediction
 
     # -- decode threads ---------------------------------------------------------------------
 
     def _decode(self, request: _Request) -> None:
         """Decode one image and hand it to the inference thread (or its error to the caller)."""
-        assert self._predictor is not None and self._loop is not None and request.image is not None
+        assert self._backend is not None and request.image is not None
         error: BaseException | None = None
         if not request.future.done():  # a caller that gave up costs no decoding
             try:
-                request.pixels = self._predictor.preprocess(request.image)
+                request.inputs = self._backend.preprocess(request.image, self._limits)
             except Exception as exc:
                 error = exc
         request.image = None
-        with self._cond:
-            self._decoding -= 1
-            if request.pixels is not None:
-                self._ready.append(request)
-            self._cond.notify()
+        if request.inputs is None:
+            self._queue.forget()
+        elif not self._queue.put(request):
+            error = EngineClosedError("the bot is shutting down; please ask again later")
         if error is not None:
             self._call_on_loop(_settle_error, request.future, error)
 
@@ -344,38 +315,16 @@ class VQAEngine:
 
     def _inference_loop(self) -> None:
         while True:
-            batch = self._next_batch()
+            batch = self._queue.next_batch(self.options.max_batch_size, self.options.max_wait_ms / 1000)
             if batch is None:
                 return
             if batch:
                 outcomes, passes = self._run(batch)
                 self._call_on_loop(self._settle, outcomes, passes)
 
-    def _next_batch(self) -> list[_Request] | None:
-        """Up to ``max_batch_size`` live requests; waits up to ``max_wait_ms`` for more only
-        while some are still being decoded, so a lone question goes at once. None: stop."""
-        max_batch = self.options.max_batch_size
-        with self._cond:
-            while not self._ready:
-                if self._stopping:
-                    return None
-                self._cond.wait()
-            deadline = time.monotonic() + self.options.max_wait_ms / 1000
-            batch: list[_Request] = []
-            while True:
-                while self._ready and len(batch) < max_batch:
-                    request = self._ready.popleft()
-                    if not request.future.done():  # cancelled callers are dropped here
-                        batch.append(request)
-                if len(batch) >= max_batch or self._decoding == 0 or self._stopping:
-                    return batch
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return batch
-                self._cond.wait(remaining)
-
     def _run(self, batch: list[_Request]) -> tuple[list[_Outcome], list[int]]:
-        """One forward pass; if it fails, each request alone once, so only a culprit fails."""
+        """One forward pass. If it fails, each request alone, so only a culprit fails, until
+        ``MAX_FAILURES_ALONE`` of them have failed alone too: then the rest fail unrun."""
         try:
             return list(zip(batch, self._forward(batch), [None] * len(batch), strict=True)), [len(batch)]
         except Exception as exc:
@@ -384,10 +333,21 @@ class VQAEngine:
             log.warning("a batch of %d failed (%s); retrying each question alone", len(batch), exc)
         outcomes: list[_Outcome] = []
         passes = []
-        for request in batch:
+        failures: list[BaseException] = []
+        for done, request in enumerate(batch):
+            if len(failures) >= MAX_FAILURES_ALONE:
+                rest = batch[done:]
+                log.error(
+                    "%d questions failed alone too: failing the other %d of the batch without running them",
+                    len(failures),
+                    len(rest),
+                )
+                outcomes += [(r, None, failures[-1]) for r in rest]
+                break
             try:
                 [prediction] = self._forward([request])
             except Exception as exc:
+                failures.append(exc)
                 outcomes.append((request, None, exc))
             else:
                 outcomes.append((request, prediction, None))
@@ -395,11 +355,9 @@ class VQAEngine:
         return outcomes, passes
 
     def _forward(self, batch: Sequence[_Request]) -> list[Prediction]:
-        assert self._predictor is not None
-        pixels = torch.stack([r.pixels for r in batch if r.pixels is not None])
+        assert self._backend is not None
         questions = [r.question for r in batch]
-        k = min(MAX_TOP_K, len(self._predictor.package.answers))
-        predictions = self._predictor.predict_batch(pixels, questions, top_k=k)
+        predictions = self._backend.predict_batch([r.inputs for r in batch], questions, top_k=MAX_TOP_K)
         if len(predictions) != len(questions):
             raise RuntimeError(
                 f"the model returned {len(predictions)} answers for {len(questions)} questions"
@@ -409,11 +367,7 @@ class VQAEngine:
     # -- back on the event loop -------------------------------------------------------------
 
     def _settle(self, outcomes: list[_Outcome], passes: list[int]) -> None:
-        counters = self._counters
-        counters.batches += len(passes)
-        counters.batched += sum(passes)
-        counters.largest_batch = max([counters.largest_batch, *passes])
-        counters.batch_sizes.update(passes)
+        self._stats.forward_passes(passes)
         for request, prediction, error in outcomes:
             if request.future.done():
                 continue
@@ -429,49 +383,36 @@ class VQAEngine:
 
     # -- stats ------------------------------------------------------------------------------
 
-    def _count(self, outcome: Outcome, latency_ms: float | None = None) -> None:
-        self._counters.outcomes[outcome] += 1
-        if latency_ms is not None:
-            self._counters.latencies_ms.append(latency_ms)
-
     def stats(self) -> EngineStats:
         """Counters since start-up; latency percentiles over the last answered questions."""
-        counters = self._counters
-        latencies = sorted(counters.latencies_ms)
-        package = self._predictor.package if self._predictor else None
+        stats = self._stats
+        info = self._backend.info if self._backend is not None else None
         return EngineStats(
             state=self._state,
-            model_id=package.model_id if package else "",
-            revision=package.revision if package else None,
-            device=str(self._predictor.device) if self._predictor else "",
+            model_id=info.model_id if info else "",
+            revision=info.revision if info else None,
+            device=info.device if info else "",
             uptime_s=round(time.monotonic() - self._started_at, 3) if self._started_at else 0.0,
-            requests={outcome: counters.outcomes[outcome] for outcome in OUTCOMES},
-            cache_hits=counters.cache_hits,
-            cache_misses=counters.cache_misses,
-            batches=counters.batches,
-            mean_batch_size=round(counters.batched / counters.batches, 3) if counters.batches else 0.0,
-            largest_batch=counters.largest_batch,
-            queue_depth=len(self._ready),
+            requests=stats.requests(),
+            cache_hits=self._cache.hits,
+            cache_misses=self._cache.misses,
+            batches=stats.batches,
+            mean_batch_size=stats.mean_batch_size,
+            largest_batch=stats.largest_batch,
+            batch_sizes=dict(stats.batch_sizes),
+            queue_depth=len(self._queue),
             in_flight=self._in_flight,
-            latency_p50_ms=_percentile(latencies, 0.50),
-            latency_p95_ms=_percentile(latencies, 0.95),
+            latency_p50_ms=stats.latency_percentile(0.50),
+            latency_p95_ms=stats.latency_percentile(0.95),
             memory_rss_mb=round(self._process.memory_info().rss / 2**20, 1),
-            batch_sizes=dict(counters.batch_sizes),
+            backend=info.backend if info else "",
+            answers=info.answers if info else None,
+            dtype=info.dtype if info else "",
+            quantize=info.quantize if info else "none",
+            members=info.members if info else (),
         )
 
 
 def _settle_error(future: asyncio.Future[Prediction], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile of already sorted values (None when there are none)."""
-    if not sorted_values:
-        return None
-    rank = max(0, min(len(sorted_values) - 1, math.ceil(q * len(sorted_values)) - 1))
-    return round(sorted_values[rank], 3)

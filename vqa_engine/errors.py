@@ -69,3 +69,10 @@ class EngineClosedError(EngineError):
 
 class InferenceError(EngineError):
     """The model itself failed on this input (other questions in its batch were still answered)."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (its type when there is none), cut to
+    ``limit`` characters: a library's multi-line error inside our one-line messages."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

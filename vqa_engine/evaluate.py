@@ -2,6 +2,8 @@
 confusions, and calibration (expected calibration error).
 
     python -m vqa_engine.evaluate models/easy-vqa-film [--limit N] [--output FILE] [--update-card]
+
+It prints the report; files are written only where asked (--output, --update-card).
 """
 
 from __future__ import annotations
@@ -149,16 +151,22 @@ def update_card(package_dir: Path, result: Evaluation) -> None:
     path.write_text(card, encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vqa_engine.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("package", type=Path, help="model package folder")
-    p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--limit", type=int, default=0, help="evaluate the first N questions only")
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--output", type=Path, default=Path("evaluation.json"), help="JSON results file")
-    p.add_argument("--update-card", action="store_true", help="write the results into the model card")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="easy-VQA split (default test)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate the first N questions only (default: all)")
+    p.add_argument("--batch-size", type=int, default=512, help="questions per forward pass (default 512)")
+    p.add_argument("--output", type=Path, default=None, help="also write the results as JSON to this file")
+    p.add_argument(
+        "--update-card", action="store_true", help="write the results into the model card (README.md)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     try:
         result = evaluate(
             a.package, split=a.split, limit=a.limit, batch_size=a.batch_size, progress=not a.quiet
@@ -167,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(format_report(result))
-    a.output.write_text(json.dumps(asdict(result), indent=2) + "\n")
-    print(f"\nwrote {a.output}")
+    if a.output is not None:
+        a.output.write_text(json.dumps(asdict(result), indent=2) + "\n")
+        print(f"\nwrote {a.output}")
     if a.update_card:
         update_card(a.package, result)
     return 0

@@ -1,7 +1,8 @@
 """Models on the Hugging Face Hub: what ``MODEL_REPO_ID`` names, fetched the way users publish them.
 
-``MODEL_REPO_ID`` is a local folder (used as is) or a Hub repo id. For a repo, only the package's
-files (``package_format.PACKAGE_FILES``) are downloaded, into the standard Hub cache (``HF_HOME`` /
+``MODEL_REPO_ID`` is a local folder (used as is) or a Hub repo id. For a repo, only the files a
+package needs (``package_format.download_patterns``: ours, ONNX, or a transformers model's
+weights and processor) are downloaded, into the standard Hub cache (``HF_HOME`` /
 ``HF_HUB_CACHE``), so a repo that also holds checkpoints or data costs nothing extra. When the Hub
 cannot be reached (or ``HF_HUB_OFFLINE=1``) a cached copy is used, with a warning. Every failure is
 a ``ModelPackageError`` subclass whose message is one line saying what to do; the token never
@@ -28,7 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vqa_engine.errors import ModelAccessError, ModelDownloadError, ModelNotFoundError, ModelPackageError
-from vqa_engine.package_format import PACKAGE_FILES, REQUIRED_FILES, ModelSource
+from vqa_engine.package_format import (
+    PACKAGE_FILES,
+    ModelSource,
+    detect_kind,
+    download_patterns,
+    missing_files,
+)
 
 if TYPE_CHECKING:
     from vqa_engine.package import ModelPackage
@@ -41,7 +48,8 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 _NEEDS = (
     "a model package needs model.safetensors, vocab.json and answers.txt (plus config.json), "
-    "or the seed's best_modular_model.pth, vocab.pkl and data/answer_space.txt"
+    "or the seed's best_modular_model.pth, vocab.pkl and data/answer_space.txt; or model.onnx with "
+    "config.json, vocab.json and answers.txt; or a transformers model's config.json, weights and processor"
 )
 
 
@@ -109,14 +117,19 @@ def push(
 ) -> PushResult:
     """Publish the package in ``folder`` to the Hub repo ``repo_id`` (created if needed).
 
-    The package is loaded first, so a broken one is refused before anything is sent; only
-    package files are uploaded. ``branch`` is created from the default branch when missing.
-    Raises ``ModelPackageError`` (a subclass naming what to fix).
+    The package (ours, or an ONNX package) is loaded first, so a broken one is refused before
+    anything is sent; only package files are uploaded. ``branch`` is created from the default
+    branch when missing. Raises ``ModelPackageError`` (a subclass naming what to fix).
     """
-    from vqa_engine.package import load_package
+    from vqa_engine.loader import open_folder
 
     folder = Path(folder)
-    load_package(folder)  # refuse an inconsistent package: its message names the file at fault
+    if folder.is_dir() and detect_kind(folder) == "transformers":
+        raise ModelPackageError(
+            f"{folder} holds a transformers model: publish it with transformers' own push_to_hub, "
+            "which uploads its processor files too"
+        )
+    open_folder(folder)  # refuse an inconsistent package: its message names the file at fault
     if not _looks_like_repo_id(repo_id):
         raise ModelNotFoundError(f"{repo_id!r} is not a Hugging Face Hub repo id (ORG/NAME)")
     hub = _Hub(repo_id, token)
@@ -200,12 +213,14 @@ class _Hub:
         sha = info.sha
         if not sha:
             raise ModelDownloadError(f"the Hub sent no commit for {self.repo_id}@{requested}")
-        folder = self._download(requested, sha)
+        siblings = getattr(info, "siblings", None)
+        files = [s.rfilename for s in siblings] if siblings is not None else None
+        folder = self._download(requested, sha, download_patterns(files))
         self._remember_ref(requested, sha)
         self._check_complete(folder, sha)
         return folder, ModelSource(repo_id=self.repo_id, revision=sha)
 
-    def _download(self, requested: str, sha: str) -> Path:
+    def _download(self, requested: str, sha: str, patterns: list[str]) -> Path:
         from huggingface_hub import ResolvedRevision, snapshot_download
 
         pinned = ResolvedRevision(sha, initial=requested, repo_id=self.repo_id)
@@ -214,7 +229,7 @@ class _Hub:
                 self.repo_id,
                 revision=pinned,
                 token=self.token,
-                allow_patterns=list(PACKAGE_FILES),
+                allow_patterns=patterns,
                 etag_timeout=self.constants.HF_HUB_ETAG_TIMEOUT,
             )
         except Exception as exc:
@@ -228,15 +243,19 @@ class _Hub:
 
     def _from_cache(self, revision: str | None, *, reason: str | None) -> tuple[Path, ModelSource]:
         """The cached snapshot of ``revision``: the Hub is unreachable (``reason``) or offline (None)."""
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import get_cached_repo_tree, snapshot_download
 
         requested = revision or DEFAULT_REVISION
+        try:  # what the online start fetched was chosen from this listing: choose the same
+            files: list[str] | None = [f.path for f in get_cached_repo_tree(self.repo_id, revision=requested)]
+        except (self.errors.CachedRepoTreeNotFoundError, OSError, ValueError):
+            files = None
         try:
             path = Path(
                 snapshot_download(
                     self.repo_id,
                     revision=requested,
-                    allow_patterns=list(PACKAGE_FILES),
+                    allow_patterns=download_patterns(files),
                     local_files_only=True,
                 )
             )
@@ -272,12 +291,9 @@ class _Hub:
         return path, ModelSource(repo_id=self.repo_id, revision=sha, from_cache=True)
 
     def _check_complete(self, folder: Path, sha: str) -> None:
-        for what, ours, seeds in REQUIRED_FILES:
-            if not any((folder / name).is_file() for name in (ours, seeds)):
-                raise ModelNotFoundError(
-                    f"{self.repo_id} (commit {sha[:7]}) has no {what} file ({ours}, or the seed's {seeds}): "
-                    f"{_NEEDS}"
-                )
+        missing = missing_files(folder, detect_kind(folder))
+        if missing is not None:
+            raise ModelNotFoundError(f"{self.repo_id} (commit {sha[:7]}) has {missing}: {_NEEDS}")
 
     def _remember_ref(self, revision: str, sha: str) -> None:
         """Record ``revision -> sha`` in the cache (``refs/``), so an offline start finds the snapshot.
@@ -399,9 +415,11 @@ def _print_error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m vqa_engine.hub``: publish a package, or pre-fill the cache with one."""
-    parser = argparse.ArgumentParser(prog="python -m vqa_engine.hub", description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m vqa_engine.hub",
+        description="Publish a model package to the Hugging Face Hub, or fetch one.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     push_cmd = commands.add_parser("push", help="validate a package folder and upload it to a Hub repo")
     push_cmd.add_argument("folder", type=Path, help="the package folder (e.g. models/easy-vqa-film)")
@@ -412,7 +430,12 @@ def main(argv: list[str] | None = None) -> int:
     get_cmd = commands.add_parser("download", help="download a Hub model into the cache; print its folder")
     get_cmd.add_argument("repo", help="ORG/NAME on the Hub, or a local folder")
     get_cmd.add_argument("--revision", help="branch, tag or commit (default main)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vqa_engine.hub``: publish a package, or pre-fill the cache with one."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "WARNING").upper(),
         stream=sys.stderr,

@@ -1,11 +1,15 @@
-"""The engine's options: declared once here, read from the environment by ``config.Settings``.
+"""The engine's and the model's options: declared once here, read from the environment by
+``config.Settings``.
 
 Torch-free, so the settings (and the chat front ends) can import it without loading a model.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 #: candidates computed (and cached) per prediction; callers ask for fewer
 MAX_TOP_K = 10
@@ -34,3 +38,52 @@ class EngineOptions(BaseModel):
     torch_threads: int = Field(
         default=0, ge=0, description="intra-op threads of the forward pass (process-wide); 0: torch's default"
     )
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+#: how a model package is run: ``auto`` reads it from the package's files
+BackendName = Annotated[Literal["auto", "modular", "transformers", "onnx"], BeforeValidator(_lower)]
+Quantize = Annotated[Literal["none", "int8"], BeforeValidator(_lower)]
+Device = Annotated[Literal["auto", "cpu", "cuda"], BeforeValidator(_lower)]
+
+#: the model shipped in this repository (models/easy-vqa-film)
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "easy-vqa-film"
+
+
+class ModelOptions(BaseModel):
+    """Which model answers and how it runs (the settings of the same names, upper-cased)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    model_repo_id: str = Field(
+        default=str(DEFAULT_MODEL_DIR),
+        min_length=1,
+        description="a model folder or a Hub repo id; several, comma-separated, as ID[@REVISION][:WEIGHT]",
+    )
+    model_revision: str | None = Field(
+        default=None, description="branch, tag or commit on the Hub, for every member that names none"
+    )
+    device: Device = Field(default="auto", description="auto, cpu or cuda")
+    model_backend: BackendName = Field(
+        default="auto", description="auto (read from the package), modular, transformers or onnx"
+    )
+    quantize: Quantize = Field(
+        default="none", description="int8: dynamic int8 Linear layers on the CPU (transformers models)"
+    )
+    num_beams: int = Field(
+        default=3, ge=1, le=MAX_TOP_K, description="beams, and so candidates, of a generative model's answer"
+    )
+
+    @field_validator("model_revision", mode="before")
+    @classmethod
+    def _blank_revision_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @classmethod
+    def setting(cls, name: str) -> Any:
+        """The declaration of field ``name`` (default, limits, description), for ``config.Settings``
+        to declare the same setting without repeating it."""
+        return cls.model_fields[name]

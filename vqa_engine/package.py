@@ -106,8 +106,8 @@ def load_package(directory: str | Path, *, device: str | torch.device = "cpu") -
     directory = Path(directory)
     if not directory.is_dir():
         raise ModelPackageError(f"model folder {directory} does not exist")
-    vocab = _load_vocab(directory)
-    answers = _load_answers(directory)
+    vocab = load_vocab(directory)
+    answers = load_answers(directory)
     config = _load_config(directory, vocab_size=len(vocab), num_answers=len(answers))
     if config.vocab_size != len(vocab):
         raise ModelPackageError(
@@ -120,7 +120,7 @@ def load_package(directory: str | Path, *, device: str | torch.device = "cpu") -
             f"has {len(answers)} answers"
         )
     model = ModularVQA(config)
-    _load_weights(directory, model)
+    _load_weights(directory, model, assumed=not (directory / CONFIG_FILE).is_file())
     model.eval().to(device)
     card_path = directory / CARD_FILE
     card = card_path.read_text(encoding="utf-8", errors="replace") if card_path.is_file() else ""
@@ -151,7 +151,8 @@ def _load_config(directory: Path, *, vocab_size: int, num_answers: int) -> Model
     return ModelConfig.from_json_dict(data)
 
 
-def _load_vocab(directory: Path) -> Vocabulary:
+def load_vocab(directory: Path) -> Vocabulary:
+    """``vocab.json`` (or the seed's ``vocab.pkl``, plain containers only) of a package folder."""
     path = _require(directory, VOCAB_FILE, SEED_VOCAB_FILE)
     if path.name == VOCAB_FILE:
         try:
@@ -177,7 +178,8 @@ def _vocab_from_seed(data: Any, path: Path) -> Vocabulary:
     raise ModelPackageError(f"{path}: expected a {{word: id}} mapping or a list of words")
 
 
-def _load_answers(directory: Path) -> list[str]:
+def load_answers(directory: Path) -> list[str]:
+    """``answers.txt`` (or the seed's ``data/answer_space.txt``): unique, non-empty answers."""
     path = _require(directory, ANSWERS_FILE, SEED_ANSWERS_FILE)
     try:
         answers = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
@@ -191,7 +193,7 @@ def _load_answers(directory: Path) -> list[str]:
     return answers
 
 
-def _load_weights(directory: Path, model: ModularVQA) -> None:
+def _load_weights(directory: Path, model: ModularVQA, *, assumed: bool) -> None:
     path = _require(directory, WEIGHTS_FILE, SEED_WEIGHTS_FILE)
     if path.name == WEIGHTS_FILE:
         try:
@@ -200,7 +202,7 @@ def _load_weights(directory: Path, model: ModularVQA) -> None:
             raise ModelPackageError(f"{path} is not a valid safetensors file: {exc}") from exc
     else:
         state = _load_torch_weights(path)
-    _check_state_dict(path, model, state)
+    _check_state_dict(path, model, state, assumed=assumed)
     model.load_state_dict(state, strict=True)
 
 
@@ -225,7 +227,11 @@ def _load_torch_weights(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def _check_state_dict(path: Path, model: ModularVQA, state: dict[str, torch.Tensor]) -> None:
+def _check_state_dict(
+    path: Path, model: ModularVQA, state: dict[str, torch.Tensor], *, assumed: bool = False
+) -> None:
+    """Refuse weights that do not fit the architecture, saying which one was expected and how to
+    describe another (``assumed``: there was no config.json, so the default was)."""
     expected = model.state_dict()
     problems = []
     missing = sorted(set(expected) - set(state))
@@ -241,10 +247,28 @@ def _check_state_dict(path: Path, model: ModularVQA, state: dict[str, torch.Tens
     ]
     if mismatched:
         problems.append("shape " + _some(mismatched))
-    if problems:
-        raise ModelPackageError(
-            f"{path} does not match config.json (architecture or sizes differ): " + "; ".join(problems)
+    if not problems:
+        return
+    fields = (
+        "(the fields of vqa_engine.model_config.ModelConfig: image_encoder, question_encoder, fusion, "
+        "cnn_channels, embed_dim, question_dim, film_blocks, ...)"
+    )
+    onnx = "or export the model to ONNX (README: any architecture)"
+    if assumed:
+        c = model.config
+        default = (
+            f"{c.image_encoder} image encoder {list(c.cnn_channels)}, {c.question_encoder} question encoder, "
+            f"{c.fusion} fusion"
         )
+        raise ModelPackageError(
+            f"{path} does not fit the architecture assumed without a config.json ({default}): "
+            f"{'; '.join(problems)}. To load another architecture, describe it in a config.json "
+            f"{fields}, {onnx}"
+        )
+    raise ModelPackageError(
+        f"{path} does not match config.json (architecture or sizes differ): {'; '.join(problems)}. "
+        f"Make config.json describe the weights' architecture {fields}, {onnx}"
+    )
 
 
 def _some(items: list[str], n: int = 3) -> str:

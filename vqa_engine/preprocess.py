@@ -13,10 +13,13 @@ import io
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
 
 from vqa_engine.errors import (
     CorruptImageError,
@@ -26,7 +29,17 @@ from vqa_engine.errors import (
     UnsupportedImageError,
 )
 from vqa_engine.formats import SUPPORTED_FORMATS, SUPPORTED_TEXT
-from vqa_engine.model_config import ModelConfig
+
+
+class ImageSettings(Protocol):
+    """How a model wants its images: what ``config.json`` says (ours, or an ONNX package's)."""
+
+    image_size: int
+    resize_mode: str
+    pad_color: tuple[int, int, int]
+    image_mean: tuple[float, float, float]
+    image_std: tuple[float, float, float]
+
 
 MAX_QUESTION_CHARS = 500
 
@@ -182,7 +195,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def image_to_pixels(image: Image.Image, config: ModelConfig) -> torch.Tensor:
+def image_to_pixels(image: Image.Image, config: ImageSettings) -> torch.Tensor:
     """RGB image -> (3, S, S) uint8, sized as ``config`` says (a quarter of the float size)."""
     size = config.image_size
     if image.size != (size, size):
@@ -192,27 +205,35 @@ def image_to_pixels(image: Image.Image, config: ModelConfig) -> torch.Tensor:
             )
         else:
             image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    import torch  # here, so that the engine and the chat core import this module without torch
+
     return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)  # (3, S, S)
 
 
-def normalize(pixels: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+def normalize(pixels: torch.Tensor, config: ImageSettings) -> torch.Tensor:
     """uint8 pixels (..., 3, S, S) -> the model's normalised float input; one op for a whole batch."""
+    import torch
+
     mean = torch.tensor(config.image_mean, device=pixels.device).view(3, 1, 1)
     std = torch.tensor(config.image_std, device=pixels.device).view(3, 1, 1)
     return (pixels.to(torch.float32) / 255.0 - mean) / std
 
 
-def image_to_tensor(image: Image.Image, config: ModelConfig) -> torch.Tensor:
+def image_to_tensor(image: Image.Image, config: ImageSettings) -> torch.Tensor:
     """RGB image -> normalised (3, S, S) float tensor, sized as ``config`` says."""
     return normalize(image_to_pixels(image, config), config)
 
 
-def load_image_pixels(data: bytes, config: ModelConfig, limits: ImageLimits = ImageLimits()) -> torch.Tensor:
+def load_image_pixels(
+    data: bytes, config: ImageSettings, limits: ImageLimits = ImageLimits()
+) -> torch.Tensor:
     """Untrusted bytes straight to (3, S, S) uint8 pixels (decoded at reduced scale when possible)."""
     return image_to_pixels(decode_image(data, limits, draft_size=config.image_size), config)
 
 
-def load_image_tensor(data: bytes, config: ModelConfig, limits: ImageLimits = ImageLimits()) -> torch.Tensor:
+def load_image_tensor(
+    data: bytes, config: ImageSettings, limits: ImageLimits = ImageLimits()
+) -> torch.Tensor:
     """Untrusted bytes straight to the model's input tensor."""
     return normalize(load_image_pixels(data, config, limits), config)
 

@@ -1,6 +1,6 @@
-"""Train a ``ModularVQA`` on easy-VQA and write a model package.
+"""Train a ModularVQA model on easy-VQA and write a model package.
 
-    python -m vqa_engine.train --out models/easy-vqa-film
+    python -m vqa_engine.train --out my-model      # default: a new folder under runs/
 
 Seeded: the same command, seed and thread count give the same weights. A slice of the training
 images (not questions: no image is shared) is held out to pick the softmax temperature.
@@ -30,12 +30,24 @@ from vqa_engine.package import CARD_FILE, WEIGHTS_FILE, save_package
 from vqa_engine.predictor import encode_questions
 from vqa_engine.vocab import Vocabulary
 
-DEFAULT_OUT = Path("models/easy-vqa-film")
+#: where a run without --out writes: a new folder each time, never the bundled model
+RUNS_DIR = Path("runs")
+
+
+def new_run_folder(runs: Path = RUNS_DIR, *, now: float | None = None) -> Path:
+    """A folder name under ``runs`` that does not exist yet (time-stamped)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    folder = runs / f"easy-vqa-{stamp}"
+    n = 2
+    while folder.exists():
+        folder = runs / f"easy-vqa-{stamp}-{n}"
+        n += 1
+    return folder
 
 
 @dataclass
 class TrainOptions:
-    out: Path = DEFAULT_OUT
+    out: Path = field(default_factory=new_run_folder)
     epochs: int = 6
     images_per_batch: int = 16  # each batch holds every training question about these images
     lr: float = 3e-3
@@ -262,26 +274,84 @@ easy-VQA-like images.
 """
 
 
-def parse_args(argv: list[str] | None = None) -> TrainOptions:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vqa_engine.train", description=__doc__.splitlines()[0])
-    d = TrainOptions()
+    d = TrainOptions(out=RUNS_DIR)
     c = ModelConfig()
-    p.add_argument("--out", type=Path, default=d.out, help="package folder to write")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--images-per-batch", type=int, default=d.images_per_batch)
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    p.add_argument("--limit", type=int, default=0, help="train on the first N questions only")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"package folder to write (default: a new folder under {RUNS_DIR}/, named by the time)",
+    )
+    p.add_argument(
+        "--epochs", type=int, default=d.epochs, help=f"passes over the training data (default {d.epochs})"
+    )
+    p.add_argument(
+        "--images-per-batch",
+        type=int,
+        default=d.images_per_batch,
+        help=f"images per step; each step holds every question about them (default {d.images_per_batch})",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=d.lr,
+        help=f"peak learning rate of the one-cycle schedule (default {d.lr})",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help=f"random seed: the same seed gives the same weights (default {d.seed})",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=d.val_fraction,
+        help=f"share of training images held out to fit the softmax temperature (default {d.val_fraction})",
+    )
+    p.add_argument("--limit", type=int, default=0, help="train on the first N questions only (default: all)")
+    p.add_argument("--threads", type=int, default=d.threads, help=f"torch CPU threads (default {d.threads})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--image-encoder", choices=IMAGE_ENCODERS, default=c.image_encoder)
-    p.add_argument("--question-encoder", choices=QUESTION_ENCODERS, default=c.question_encoder)
-    p.add_argument("--fusion", choices=FUSIONS, default=c.fusion)
-    p.add_argument("--cnn-channels", default=",".join(map(str, c.cnn_channels)))
-    p.add_argument("--film-blocks", type=int, default=c.film_blocks)
-    p.add_argument("--film-channels", type=int, default=c.film_channels)
-    a = p.parse_args(argv)
+    p.add_argument(
+        "--image-encoder",
+        choices=IMAGE_ENCODERS,
+        default=c.image_encoder,
+        help=f"image encoder; torchvision backbones train from scratch (default {c.image_encoder})",
+    )
+    p.add_argument(
+        "--question-encoder",
+        choices=QUESTION_ENCODERS,
+        default=c.question_encoder,
+        help=f"question encoder (default {c.question_encoder})",
+    )
+    p.add_argument(
+        "--fusion",
+        choices=FUSIONS,
+        default=c.fusion,
+        help=f"how image and question meet (default {c.fusion})",
+    )
+    p.add_argument(
+        "--cnn-channels",
+        default=",".join(map(str, c.cnn_channels)),
+        help="channels of each stride-2 stage of the cnn encoder, comma-separated (default %(default)s)",
+    )
+    p.add_argument(
+        "--film-blocks", type=int, default=c.film_blocks, help=f"FiLM blocks (default {c.film_blocks})"
+    )
+    p.add_argument(
+        "--film-channels",
+        type=int,
+        default=c.film_channels,
+        help=f"channels of the FiLM blocks (default {c.film_channels})",
+    )
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> TrainOptions:
+    a = build_parser().parse_args(argv)
+    c = ModelConfig()
     config = replace(
         c,
         image_encoder=a.image_encoder,
@@ -292,7 +362,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         film_channels=a.film_channels,
     )
     return TrainOptions(
-        out=a.out,
+        out=a.out or new_run_folder(),
         epochs=a.epochs,
         images_per_batch=a.images_per_batch,
         lr=a.lr,

@@ -1,0 +1,169 @@
+"""An ensemble of two bundled-architecture models trained with different seeds, against each alone.
+
+    python benchmarks/ensemble.py --second runs/easy-vqa-seed1 [--seconds 3] [--repeats 3]
+
+The first member is the bundled model (seed 0); the second is the same architecture trained with
+another seed (``python -m vqa_engine.train --seed 1 --out DIR``; trained here when ``--second``
+is not given). On every one of the 9,673 easy-VQA test questions: accuracy, expected calibration
+error and NLL of the top answer's confidence, for each member and for the ensemble (equal
+weights). Then throughput through the engine (64 closed-loop clients, the cache off), the three
+interleaved ``--repeats`` times. Prints a table; writes ``benchmarks/results/ensemble.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import easy_vqa  # noqa: E402
+import torch  # noqa: E402
+
+from vqa_engine.backends.base import Backend  # noqa: E402
+from vqa_engine.engine import EngineOptions, VQAEngine  # noqa: E402
+from vqa_engine.evaluate import expected_calibration_error  # noqa: E402
+from vqa_engine.loader import load_backend  # noqa: E402
+from vqa_engine.options import ModelOptions  # noqa: E402
+
+MODEL = ROOT / "models" / "easy-vqa-film"
+
+
+def easy_vqa_test_split() -> tuple[list[bytes], list[int], list[str], list[str]]:
+    """Image bytes (one per image), and per question: its image's index, text and answer."""
+    questions, answers, ids = easy_vqa.get_test_questions()
+    paths = easy_vqa.get_test_image_paths()
+    image_ids = sorted(paths)
+    row = {image_id: i for i, image_id in enumerate(image_ids)}
+    images = [Path(paths[i]).read_bytes() for i in image_ids]
+    return images, [row[i] for i in ids], list(questions), list(answers)
+
+
+def evaluate(
+    backend: Backend, images: list[bytes], rows: list[int], questions: list[str], answers: list[str]
+) -> dict[str, float]:
+    """Accuracy, ECE and NLL of the top answer over the test split."""
+    inputs = [backend.preprocess(image) for image in images]
+    correct, confidence = [], []
+    for start in range(0, len(questions), 512):
+        batch = [inputs[r] for r in rows[start : start + 512]]
+        for prediction, truth in zip(
+            backend.predict_batch(batch, questions[start : start + 512], top_k=1),
+            answers[start : start + 512],
+            strict=True,
+        ):
+            correct.append(prediction.answer == truth)
+            confidence.append(prediction.confidence)
+    right = torch.tensor(correct)
+    conf = torch.tensor(confidence, dtype=torch.float64)
+    ece, _ = expected_calibration_error(conf, right)
+    # NLL of the top answer's confidence as a yes/no forecast of being right
+    nll = -torch.where(right, conf.clamp_min(1e-12).log(), (1 - conf).clamp_min(1e-12).log()).mean()
+    return {
+        "accuracy": float(right.float().mean()),
+        "errors": int((~right).sum()),
+        "ece": ece,
+        "nll": float(nll),
+    }
+
+
+async def throughput(backend: Backend, jobs: list[tuple[bytes, str]], clients: int, seconds: float) -> float:
+    options = EngineOptions(cache_size=0, max_queue=4096)
+    async with VQAEngine(lambda: backend, options=options) as engine:
+        answered = 0
+        stop = time.perf_counter() + seconds
+
+        async def client(i: int) -> None:
+            nonlocal answered
+            while time.perf_counter() < stop:
+                image, question = jobs[i % len(jobs)]
+                await engine.answer(image, question)
+                answered += 1
+                i += clients
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(c) for c in range(clients)))
+        return answered / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--second", type=Path, default=None, help="the second member (default: train one)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per throughput measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved throughput rounds")
+    parser.add_argument("--clients", type=int, default=64, help="closed-loop clients")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "ensemble.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        second = args.second
+        if second is None:
+            second = Path(tmp) / "seed1"
+            command = [
+                sys.executable,
+                "-m",
+                "vqa_engine.train",
+                "--seed",
+                "1",
+                "--quiet",
+                "--out",
+                str(second),
+            ]
+            subprocess.run(command, check=True, cwd=ROOT)
+        specs = {
+            "seed 0 (bundled)": str(MODEL),
+            "seed 1": str(second),
+            "ensemble of both": f"{MODEL}:1,{second}:1",
+        }
+        backends = {
+            name: load_backend(ModelOptions(model_repo_id=spec, device="cpu")) for name, spec in specs.items()
+        }
+        images, rows, questions, answers = easy_vqa_test_split()
+        quality = {name: evaluate(b, images, rows, questions, answers) for name, b in backends.items()}
+        jobs = [(images[rows[i]], questions[i]) for i in range(512)]
+        speed: dict[str, list[float]] = {name: [] for name in backends}
+        for _ in range(args.repeats):
+            for name, backend in backends.items():
+                speed[name].append(asyncio.run(throughput(backend, jobs, args.clients, args.seconds)))
+    solo = "seed 0 (bundled)"
+    table: dict[str, Any] = {
+        name: {
+            **quality[name],
+            "engine_per_s": statistics.median(speed[name]),
+            "vs_bundled": statistics.median(a / b for a, b in zip(speed[name], speed[solo], strict=True)),
+        }
+        for name in backends
+    }
+    result = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "questions": len(questions),
+        "clients": args.clients,
+        "seconds_per_measure": args.seconds,
+        "repeats": args.repeats,
+        "models": table,
+    }
+    print(
+        f"{'model':>17} | {'accuracy':>9} {'errors':>6} | {'ECE':>7} | {'NLL':>7} | "
+        f"{'engine q/s':>10} {'vs bundled':>10}"
+    )
+    for name, r in table.items():
+        print(
+            f"{name:>17} | {r['accuracy']:>9.4%} {r['errors']:>6} | {r['ece']:>7.3%} | {r['nll']:>7.4f} | "
+            f"{r['engine_per_s']:>10.0f} {r['vs_bundled']:>9.2f}x"
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The bundled model three ways: torch, onnxruntime (its ONNX export) and torch with int8 Linear layers.
+
+    python benchmarks/modular_backends.py [--seconds 2] [--repeats 3] [--threads 1 2]
+
+The ONNX package is exported in the run (``vqa_engine.export``). For each backend: questions per
+second of the forward pass (``Backend.scores`` on prepared inputs) at batch 1 and 32, the three
+interleaved ``--repeats`` times (medians), with 1 and with 2 intra-op threads (one thread is the
+steadier figure on a shared machine: two threads wait for each other whenever another process
+holds a core); then every one of the 9,673 easy-VQA test questions: accuracy, and how often the
+top answer equals torch's and by how much any probability differs.
+Prints a table; writes ``benchmarks/results/modular_backends.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import easy_vqa  # noqa: E402
+import torch  # noqa: E402
+
+from vqa_engine.backends.base import Backend, DenseScores  # noqa: E402
+from vqa_engine.backends.modular import ModularBackend  # noqa: E402
+from vqa_engine.backends.quantize import quantize_linear_int8  # noqa: E402
+from vqa_engine.export import export_onnx  # noqa: E402
+from vqa_engine.loader import open_folder  # noqa: E402
+from vqa_engine.package import load_package  # noqa: E402
+
+MODEL = ROOT / "models" / "easy-vqa-film"
+
+
+def easy_vqa_test_split() -> tuple[list[bytes], list[int], list[str], list[str]]:
+    """Image bytes (one per image), and per question: its image's index, text and answer."""
+    questions, answers, ids = easy_vqa.get_test_questions()
+    paths = easy_vqa.get_test_image_paths()
+    image_ids = sorted(paths)
+    row = {image_id: i for i, image_id in enumerate(image_ids)}
+    images = [Path(paths[i]).read_bytes() for i in image_ids]
+    return images, [row[i] for i in ids], list(questions), list(answers)
+
+
+def probabilities(
+    backend: Backend, inputs: list[object], rows: list[int], questions: list[str]
+) -> torch.Tensor:
+    out = []
+    for start in range(0, len(questions), 512):
+        batch = [inputs[r] for r in rows[start : start + 512]]
+        scores = backend.scores(batch, questions[start : start + 512], top_k=1)
+        assert isinstance(scores, DenseScores)
+        out.append(scores.probs)
+    return torch.cat(out)
+
+
+def rate(backend: Backend, inputs: list[object], questions: list[str], batch: int, seconds: float) -> float:
+    items, texts = inputs[:batch], questions[:batch]
+    backend.scores(items, texts, top_k=1)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        backend.scores(items, texts, top_k=1)
+        done += batch
+    return done / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[1, 2], help="intra-op threads (torch and onnxruntime)"
+    )
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / "benchmarks" / "results" / "modular_backends.json"
+    )
+    args = parser.parse_args()
+
+    images, rows, questions, answers = easy_vqa_test_split()
+    speed: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        export = export_onnx(load_package(MODEL), Path(tmp) / "onnx")
+        for threads in args.threads:
+            torch.set_num_threads(threads)  # onnxruntime sessions made now take the same count
+            backends = make_backends(Path(tmp) / "onnx")
+            prepared = {name: [b.preprocess(images[r]) for r in rows[:32]] for name, b in backends.items()}
+            for _ in range(args.repeats):
+                for batch in (1, 32):
+                    for name, backend in backends.items():
+                        key = f"{name}|{threads}|{batch}"
+                        rate_now = rate(backend, prepared[name], questions, batch, args.seconds)
+                        speed.setdefault(key, []).append(rate_now)
+        every = {name: [b.preprocess(image) for image in images] for name, b in backends.items()}
+        probs = {name: probabilities(b, every[name], rows, questions) for name, b in backends.items()}
+
+    index = {a: i for i, a in enumerate(backends["torch"].answers or [])}
+    truth = torch.tensor([index[a] for a in answers])
+    reference = probs["torch"]
+    table: dict[str, Any] = {}
+    for name in backends:
+        top = probs[name].argmax(1)
+        row: dict[str, Any] = {
+            "accuracy": float((top == truth).float().mean()),
+            "same_top_answer_as_torch": int((top == reference.argmax(1)).sum()),
+            "max_probability_difference": float((probs[name] - reference).abs().max()),
+        }
+        for threads in args.threads:
+            for batch in (1, 32):
+                mine, torchs = speed[f"{name}|{threads}|{batch}"], speed[f"torch|{threads}|{batch}"]
+                row[f"{threads}t_batch{batch}_per_s"] = statistics.median(mine)
+                row[f"{threads}t_batch{batch}_vs_torch"] = statistics.median(
+                    a / b for a, b in zip(mine, torchs, strict=True)
+                )
+        table[name] = row
+    result = {
+        "machine": f"{platform.machine()}, torch {torch.__version__}",
+        "questions": len(questions),
+        "onnx_bytes": export.onnx_bytes,
+        "threads": args.threads,
+        "seconds_per_measure": args.seconds,
+        "repeats": args.repeats,
+        "load_average_after": os.getloadavg(),
+        "backends": table,
+    }
+    for threads in args.threads:
+        print(f"{threads} thread(s):")
+        print(f"{'backend':>18} | {'batch 1 q/s':>11} {'vs torch':>8} | {'batch 32 q/s':>12} {'vs torch':>8}")
+        for name, r in table.items():
+            one, many = f"{threads}t_batch1", f"{threads}t_batch32"
+            print(
+                f"{name:>18} | {r[f'{one}_per_s']:>11.0f} {r[f'{one}_vs_torch']:>7.2f}x | "
+                f"{r[f'{many}_per_s']:>12.0f} {r[f'{many}_vs_torch']:>7.2f}x"
+            )
+    print(f"\nall {len(questions):,} test questions:")
+    print(f"{'backend':>18} | {'accuracy':>8} | {'same top answer':>15} | {'max |dp|':>8}")
+    for name, r in table.items():
+        print(
+            f"{name:>18} | {r['accuracy']:>8.4%} | "
+            f"{r['same_top_answer_as_torch']:>6,} / {len(questions):,} | "
+            f"{r['max_probability_difference']:>8.1e}"
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.output}")
+
+
+def make_backends(onnx: Path) -> dict[str, Backend]:
+    int8_package = load_package(MODEL)
+    quantize_linear_int8(int8_package.model)
+    return {
+        "torch": open_folder(MODEL),
+        "onnxruntime": open_folder(onnx),
+        "torch int8 Linear": ModularBackend(int8_package),
+    }
+
+
+if __name__ == "__main__":
+    main()
