@@ -223,6 +223,7 @@ async def serve(settings: Settings, *, chat: bool = True, http: HttpAddress | No
             elif not configured:
                 print("error: the web app could not start (see the log above)", file=sys.stderr)
                 return EXIT_FAILURE
+        log.info("loading the model")
         try:
             await unless_stopped(engine.start(), stop)
         except Stopped:

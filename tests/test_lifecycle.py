@@ -17,18 +17,27 @@ from tests.test_telegram import COLOR_Q, TOKEN, USER, child_env, example, read_u
 DISCORD_TOKEN = "MTIz.discord-SECRET.token"
 
 
+class HungServer(str):
+    """The URL of a loopback port that accepts connections and never answers (a login or a
+    download that hangs); ``connected`` is set once a client has connected."""
+
+    connected: asyncio.Event
+
+
 @contextlib.asynccontextmanager
-async def hung_server() -> AsyncIterator[str]:
-    """A loopback port that accepts connections and never answers (a login that hangs)."""
+async def hung_server() -> AsyncIterator[HungServer]:
     held: list[asyncio.StreamWriter] = []
+    connected = asyncio.Event()
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         held.append(writer)
+        connected.set()
 
     server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    url = HungServer(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    url.connected = connected
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         for writer in held:
             writer.close()
@@ -124,3 +133,24 @@ async def test_a_question_still_unanswered_at_the_shutdown_timeout_is_reported(t
     assert child.returncode == 1, err
     assert "error: stopped with questions unanswered after SHUTDOWN_TIMEOUT_S (0.5 s)" in err
     assert "Traceback" not in err and "Unclosed" not in err
+
+
+async def test_sigterm_while_the_model_downloads_from_a_hub_that_hangs_exits_at_once(tmp_path: Path) -> None:
+    async with hung_server() as hub, FakeTelegram(TOKEN) as telegram:
+        env = child_env(telegram, tmp_path) | {
+            "MODEL_REPO_ID": "someone/a-model",
+            "HF_ENDPOINT": hub,
+            "HF_HUB_CACHE": str(tmp_path / "hub-cache"),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        }
+        child = await start_child(env)
+        assert child.stderr is not None
+        seen: list[str] = []
+        await read_until(child.stderr, "loading the model", seen, 60)
+        async with asyncio.timeout(60):
+            await hub.connected.wait()  # the download has begun, and hangs
+        child.send_signal(signal.SIGTERM)
+        err = await finish(child, seen)
+    assert child.returncode == 0, err
+    assert "Traceback" not in err and "Unclosed" not in err
+    assert telegram.calls_of("getMe") == []  # it never got as far as logging in

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import psutil
 
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["OUTCOMES", "EngineOptions", "EngineStats", "VQAEngine"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: images up to this size are hashed on the event loop (well under a millisecond)
 INLINE_HASH_BYTES = 256 * 1024
@@ -133,7 +134,7 @@ class VQAEngine:
         self._state = "starting"
         self._loop = asyncio.get_running_loop()
         try:
-            backend = await asyncio.to_thread(self._load)
+            backend = await in_daemon_thread(self._load, name="vqa-load")
         except BaseException:
             self._state = "closed"
             raise
@@ -416,3 +417,33 @@ class VQAEngine:
 def _settle_error(future: asyncio.Future[Prediction], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)
+
+
+async def in_daemon_thread(work: Callable[[], T], *, name: str) -> T:
+    """``work()`` on a daemon thread of its own.
+
+    Unlike ``asyncio.to_thread``, a caller that gives up (a SIGTERM while a model downloads from
+    a Hub that does not answer) is not held: the process can exit while the thread still waits,
+    where the default executor would be joined at exit first.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = work(), None
+        except BaseException as exc:
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed while we worked: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return await future
