@@ -30,6 +30,7 @@ import psutil
 import torch
 from cachetools import LRUCache
 
+from vqa_engine.checks_options import CheckOptions
 from vqa_engine.errors import (
     EngineBusyError,
     EngineClosedError,
@@ -121,10 +122,12 @@ class VQAEngine:
         *,
         options: EngineOptions = EngineOptions(),
         limits: ImageLimits = ImageLimits(),
+        checks: CheckOptions = CheckOptions(),
     ) -> None:
         self._loader = loader
         self.options = options
         self._limits = limits
+        self._checks = checks
         self._state: Literal["new", "starting", "running", "closing", "closed"] = "new"
         self._predictor: Predictor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -225,7 +228,7 @@ class VQAEngine:
         if self.options.torch_threads:  # read by the inference thread, started after this
             torch.set_num_threads(self.options.torch_threads)
         package = self._loader()
-        predictor = Predictor(package, limits=self._limits)
+        predictor = Predictor(package, limits=self._limits, checks=self._checks)
         size = package.config.image_size
         predictor.predict_batch(torch.zeros(1, 3, size, size, dtype=torch.uint8), ["warm up"])
         return predictor
