@@ -115,7 +115,7 @@ class AnswerChecks:
         for row, (prediction, question) in enumerate(zip(predictions, questions, strict=True)):
             image = familiarity[row] if familiarity is not None else None
             unknown = tuple(self.questions.unknown_words(question))
-            reason = self._reason(prediction, question, image, unknown)
+            reason = self._reason(prediction, question, image)
             judged.append(
                 replace(
                     prediction,
@@ -127,16 +127,22 @@ class AnswerChecks:
             )
         return judged
 
-    def _reason(
-        self, prediction: Prediction, question: str, familiarity: float | None, unknown: tuple[str, ...]
-    ) -> Reason | None:
+    def question_reason(self, prediction: Prediction, question: str) -> Reason | None:
+        """What the question checks alone say: ``unknown_words``, ``answer_type`` or None."""
         o = self.options
-        if familiarity is not None and familiarity < o.min_image_familiarity:
-            return "unfamiliar_image"
-        if o.check_unknown_words and (unknown or not self.questions.knows_any_word(question)):
+        if o.check_unknown_words and (
+            self.questions.unknown_words(question) or not self.questions.knows_any_word(question)
+        ):
             return "unknown_words"
         if o.check_answer_type and not self.questions.answer_fits(question, prediction.answer):
             return "answer_type"
-        if prediction.confidence < o.min_confidence:
-            return "low_confidence"
         return None
+
+    def _reason(self, prediction: Prediction, question: str, familiarity: float | None) -> Reason | None:
+        o = self.options
+        if familiarity is not None and familiarity < o.min_image_familiarity:
+            return "unfamiliar_image"
+        reason = self.question_reason(prediction, question)
+        if reason is None and prediction.confidence < o.min_confidence:
+            reason = "low_confidence"
+        return reason

@@ -1,4 +1,4 @@
-"""Build the out-of-distribution image folder that ``evaluate --ood`` measures the image check on.
+"""Build the out-of-distribution folder that ``evaluate --ood`` measures the answer checks on.
 
     python -m vqa_engine.ood_set OUT [--seed 0] [--per-category 80] [--photos benchmarks/ood/photos]
 
@@ -6,8 +6,11 @@ Pictures that are not like easy-VQA's (one shape of one of eight colours on a li
 background), one sub-folder per kind, generated from a seed so the same command gives the same
 files: ``noise``, ``gradient``, ``text``, ``texture``, ``multi_shape`` (2-4 easy-VQA-style shapes
 in one picture), ``unseen_colour`` (one easy-VQA-style shape in a colour the dataset never uses),
-and ``photo`` (the photographs in ``--photos``, whole and as random crops). Nothing here is
-used to choose a threshold: thresholds come from held-out training images only.
+and ``photo`` (the photographs in ``--photos``, whole and as random crops).
+
+Beside them, ``questions.tsv``: questions easy-VQA's templates never ask (``QUESTION_KINDS``),
+one a line as ``kind<TAB>expected answer type<TAB>question``. Nothing here is used to choose a
+threshold: thresholds come from held-out training images only.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 DEFAULT_PHOTOS = Path("benchmarks/ood/photos")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
+QUESTIONS_FILE = "questions.tsv"
 
 #: easy-VQA's eight colours, as its generator draws them
 TRAINED_COLOURS = {
@@ -249,7 +253,8 @@ def photo_views(photo: Image.Image, rng: Rng, crops: int) -> list[Image.Image]:
 def build(
     out: Path, *, seed: int = 0, per_category: int = 80, photos: Path | None = DEFAULT_PHOTOS
 ) -> dict[str, int]:
-    """Write the folder; returns how many images each kind got. Same seed, same files."""
+    """Write the folder; returns how many images each kind got (and ``questions``). Same seed,
+    same files."""
     counts: dict[str, int] = {}
     for index, (name, generate) in enumerate(GENERATORS.items()):
         rng = np.random.default_rng([seed, index])  # one stream per kind: adding a kind moves no other
@@ -271,7 +276,132 @@ def build(
                 view.save(folder / f"{path.stem}_{j:02d}.png")
                 n += 1
         counts["photo"] = n
+    counts["questions"] = write_question_set(out / QUESTIONS_FILE, seed)
     return counts
+
+
+#: the kinds of off-template questions in ``questions.tsv``
+QUESTION_KINDS = ("unknown_words", "gibberish", "emoji", "known_words")
+_NOUNS = ("cat", "dog", "car", "person", "tree", "house", "bird", "horse", "ball", "flower", "sky", "face")
+_ADJECTIVES = ("big", "small", "large", "tiny", "round", "bright", "dark", "shiny", "blurry", "pretty")
+_ATTRIBUTES = ("size", "area", "position", "texture", "name", "width", "height", "number")
+_UNKNOWN_TEMPLATES = (
+    "is there a {noun}?",
+    "is it a {noun}?",
+    "is there a {noun} in the image?",
+    "what {noun} is this?",
+    "does the image contain a {noun}?",
+    "is the {noun} {colour}?",
+    "what color is the {noun}?",
+    "how many {noun}s are there?",
+    "is the {shape} {adjective}?",
+    "what is the {attribute} of the shape?",
+    "where is the {shape}?",
+    "why is the shape {colour}?",
+)
+_FIXED_UNKNOWN = (
+    "what animal is this?",
+    "who is in the picture?",
+    "what is happening here?",
+    "what time is it?",
+    "which shape is bigger?",
+    "how many shapes?",
+    "is this a photo?",
+    "what is the weather like?",
+    "can you describe the picture?",
+    "what is written here?",
+)
+#: off-template questions in the vocabulary's own words, with the answer type a person expects
+_KNOWN_WORDS = (
+    ("yes/no", "is the shape red?"),
+    ("yes/no", "is the circle blue?"),
+    ("yes/no", "is the shape a circle?"),
+    ("yes/no", "is the triangle yellow?"),
+    ("yes/no", "is the rectangle gray?"),
+    ("yes/no", "is the color of the shape green?"),
+    ("yes/no", "is the shape in the image a triangle?"),
+    ("yes/no", "is the color teal?"),
+    ("yes/no", "is the image black?"),
+    ("yes/no", "is the shape not red?"),
+    ("yes/no", "does the shape contain red?"),
+    ("yes/no", "is the shape of the image a rectangle?"),
+    ("yes/no", "is a shape in the image?"),
+    ("yes/no", "does the image contain a shape?"),
+    ("yes/no", "is there a red circle?"),
+    ("yes/no", "is there a blue triangle in the image?"),
+    ("yes/no", "does the image contain a green rectangle?"),
+    ("yes/no", "is no circle in the image?"),
+    ("yes/no", "is the triangle present?"),
+    ("yes/no", "is there a shape?"),
+    ("colour", "what is the color?"),
+    ("colour", "the shape is what color?"),
+    ("colour", "color of the shape?"),
+    ("colour", "what color?"),
+    ("colour", "what is the color of the image?"),
+    ("colour", "what color is the image?"),
+    ("colour", "the color of the circle is what?"),
+    ("colour", "what color is present?"),
+    ("colour", "what color does the image contain?"),
+    ("colour", "what color is in the image?"),
+    ("shape", "what is the shape?"),
+    ("shape", "what shape?"),
+    ("shape", "shape?"),
+    ("shape", "what is the shape in the image?"),
+    ("shape", "what is in the image?"),
+    ("shape", "what does the image contain?"),
+    ("shape", "the shape is a what?"),
+    ("shape", "what is the red shape in the image?"),
+    ("shape", "what shape is the image?"),
+    ("shape", "what shape is not red?"),
+)
+_EMOJI = ("🤔", "😀", "🐱", "🐶", "🔴", "🔺", "⭐", "❤️", "👍", "🙏", "🌈", "🚀", "📷", "❓")
+
+
+def question_set(seed: int = 0) -> list[tuple[str, str, str]]:
+    """(kind, expected answer type or "-", question) for every off-template question."""
+    rng = np.random.default_rng([seed, len(GENERATORS) + 1])
+    unknown = dict.fromkeys(_FIXED_UNKNOWN)
+    for _ in range(1000):
+        if len(unknown) >= 100:
+            break
+        template = _UNKNOWN_TEMPLATES[int(rng.integers(len(_UNKNOWN_TEMPLATES)))]
+        fields = {
+            "noun": rng.choice(_NOUNS),
+            "adjective": rng.choice(_ADJECTIVES),
+            "attribute": rng.choice(_ATTRIBUTES),
+            "shape": rng.choice(["shape", "circle", "rectangle", "triangle"]),
+            "colour": rng.choice(list(TRAINED_COLOURS)),
+        }
+        unknown.setdefault(template.format(**fields), None)
+    rows: list[tuple[str, str, str]] = [("unknown_words", "-", q) for q in unknown]
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    for _ in range(60):
+        words = [
+            "".join(rng.choice(list(letters), int(rng.integers(2, 9))))
+            for _ in range(int(rng.integers(1, 5)))
+        ]
+        rows.append(("gibberish", "-", " ".join(words) + str(rng.choice(["", "?", "!", "..."]))))
+    for _ in range(30):
+        symbols = "".join(str(rng.choice(_EMOJI)) for _ in range(int(rng.integers(1, 5))))
+        rows.append(("emoji", "-", symbols + str(rng.choice(["", "?", "!?", " ?"]))))
+    rows += [("known_words", kind, q) for kind, q in _KNOWN_WORDS]
+    return list(dict.fromkeys(rows))  # each question once
+
+
+def write_question_set(path: Path, seed: int = 0) -> int:
+    rows = question_set(seed)
+    path.write_text("".join(f"{k}\t{t}\t{q}\n" for k, t, q in rows), encoding="utf-8")
+    return len(rows)
+
+
+def read_question_set(path: Path) -> list[tuple[str, str, str]]:
+    """The rows of a ``questions.tsv`` (kind, expected answer type, question)."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            kind, expected, question = line.split("\t", 2)
+            rows.append((kind, expected, question))
+    return rows
 
 
 def _photo_files(folder: Path) -> list[Path]:
@@ -286,9 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help="photographs to include")
     a = p.parse_args(argv)
     counts = build(a.out, seed=a.seed, per_category=a.per_category, photos=a.photos)
+    questions = counts.pop("questions")
     for name, n in counts.items():
         print(f"{name:>14}: {n}")
-    print(f"wrote {sum(counts.values())} images to {a.out}")
+    print(f"wrote {sum(counts.values())} images and {questions} questions ({QUESTIONS_FILE}) to {a.out}")
     return 0
 
 
