@@ -114,14 +114,13 @@ class AnswerChecks:
         judged = []
         for row, (prediction, question) in enumerate(zip(predictions, questions, strict=True)):
             image = familiarity[row] if familiarity is not None else None
-            unknown = tuple(self.questions.unknown_words(question))
             reason = self._reason(prediction, question, image)
             judged.append(
                 replace(
                     prediction,
                     abstain=reason is not None,
                     reason=reason,
-                    unknown_words=unknown,
+                    unknown_words=self.questions.read(question).unknown_words,
                     familiarity=image,
                 )
             )
@@ -130,11 +129,10 @@ class AnswerChecks:
     def question_reason(self, prediction: Prediction, question: str) -> Reason | None:
         """What the question checks alone say: ``unknown_words``, ``answer_type`` or None."""
         o = self.options
-        if o.check_unknown_words and (
-            self.questions.unknown_words(question) or not self.questions.knows_any_word(question)
-        ):
+        reading = self.questions.read(question)
+        if o.check_unknown_words and (reading.unknown_words or not reading.knows_any_word):
             return "unknown_words"
-        if o.check_answer_type and not self.questions.answer_fits(question, prediction.answer):
+        if o.check_answer_type and not reading.answer_fits(prediction.answer):
             return "answer_type"
         return None
 

@@ -4,11 +4,12 @@ A model answers from its answer list whatever it is shown: a photo of a cat gets
 97%. Its softmax confidence cannot tell (it is calibrated only on training-like pictures), but
 the image encoder's features can, and they come out of the same forward pass.
 
-1. **Describe** each picture by pooled statistics of every encoder stage's feature map: per
-   channel the mean, maximum and standard deviation over space, and the mean weighted by how far
-   each location is from the picture's own median (its background), which describes the object
-   whatever its size. (Per-location scores were tried too and separate nothing: every patch of a
-   photo looks like some patch of a training picture.)
+1. **Describe** each picture by pooled statistics of every encoder stage's feature map (earlier,
+   larger maps max-pooled to the last one's size): per channel the mean, maximum and standard
+   deviation over space, and the mean weighted by how far each location is from the picture's
+   own median (its background), which describes the object whatever its size. (Per-location
+   scores were tried too and separate nothing: every patch of a photo looks like some patch of a
+   training picture.)
 2. **Fit** on training pictures: k-means clusters of the descriptors and one covariance shared by
    all clusters; the score of a picture is its squared Mahalanobis distance to the nearest cluster
    centre (Lee et al., 2018, with clusters instead of classes, so no labels are needed).
@@ -40,20 +41,70 @@ FORMAT_VERSION = 1
 METHOD = "mahalanobis-kmeans"
 #: the statistics ``describe_images`` takes per channel of each feature map
 STATISTICS = ("mean", "max", "std", "foreground_mean")
+#: how ``describe_images`` lays them out; statistics fitted to another layout are refused
+DESCRIPTOR = "v1: mean|max|std|foreground_mean x channels of every map, max-pooled to the last map's size"
 #: the share of held-out scores that the exponential tail is fitted to
 TAIL_SHARE = 0.1
 
 
 def describe_images(maps: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Pooled statistics of feature maps [(B, C_i, h_i, w_i), ...] -> (B, 4 * sum(C_i)) float32."""
-    parts = []
-    for feature_map in maps:
-        flat = feature_map.float().flatten(2)  # (B, C, hw)
-        median = flat.median(dim=2, keepdim=True).values  # (B, C, 1): the picture's background
-        distance = (flat - median).norm(dim=1, keepdim=True)  # (B, 1, hw)
-        weight = (distance + 1e-6) / (distance + 1e-6).sum(dim=2, keepdim=True)
-        parts += [flat.mean(2), flat.amax(2), flat.std(2), (flat * weight).sum(2)]
-    return torch.cat(parts, dim=1)
+    """Pooled statistics of feature maps [(B, C_i, h_i, w_i), ...] -> (B, 4 * sum(C_i)) float32:
+    per channel the mean, the maximum, the standard deviation, and the foreground-weighted mean.
+
+    Earlier (larger) maps are max-pooled to the last map's size first: the same detail for a
+    quarter of the work. Every channel's statistics are computed together, in a few batched ops
+    (this runs inside every batch, after the forward pass).
+    """
+    h, w = maps[-1].shape[-2:]
+    pooled = [m.float() if m.shape[-2:] == (h, w) else _max_pool_to(m.float(), h, w) for m in maps]
+    flat = torch.cat(pooled, dim=1).flatten(2)  # (B, C, hw)
+    b, c, _ = flat.shape
+    member = flat.new_zeros(len(maps), c)  # (S, C): which map each channel comes from
+    start = 0
+    for i, feature_map in enumerate(maps):
+        member[i, start : start + feature_map.shape[1]] = 1
+        start += feature_map.shape[1]
+    members = member.expand(b, -1, -1)  # (B, S, C)
+
+    # the background: per channel, the median over a 4x4 grid of locations (cheap, and enough)
+    step_h, step_w = max(1, h // 4), max(1, w // 4)
+    grid = flat.view(b, c, h, w)[:, :, step_h // 2 :: step_h, step_w // 2 :: step_w].flatten(2)
+    middle = (grid.shape[2] - 1) // 2
+    background = grid.sort(dim=2).values[:, :, middle : middle + 1]  # (B, C, 1), the lower median
+
+    mean = flat.mean(2, keepdim=True)  # (B, C, 1)
+    squares = flat * flat
+    variance = (squares.mean(2, keepdim=True) - mean * mean).clamp_min(0)
+    # per map and location, ||f - background||^2 over that map's channels, as matrix products
+    distance = (
+        torch.bmm(members, squares)
+        - 2 * torch.bmm(members * background.transpose(1, 2), flat)
+        + torch.bmm(members, background.square())
+    )  # (B, S, hw)
+    distance = distance.clamp_min(0).sqrt() + 1e-6
+    weight = distance / distance.sum(dim=2, keepdim=True)
+    foreground = (torch.bmm(flat, weight.transpose(1, 2)) * member.T).sum(2, keepdim=True)  # (B, C, 1)
+    return (
+        torch.cat([mean, flat.amax(2, keepdim=True), variance.sqrt(), foreground], dim=2)
+        .transpose(1, 2)
+        .flatten(1)
+    )
+
+
+def _max_pool_to(feature_map: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, h, w), each output the maximum of its block."""
+    height, width = feature_map.shape[-2:]
+    if height % h or width % w:
+        return torch.nn.functional.adaptive_max_pool2d(feature_map, (h, w))
+    kh, kw = height // h, width // w
+    # maxima of strided slices: several times faster than max_pool2d on the CPU
+    out = feature_map[..., ::kw]
+    for i in range(1, kw):
+        out = torch.maximum(out, feature_map[..., i::kw])
+    rows = out[..., ::kh, :]
+    for i in range(1, kh):
+        rows = torch.maximum(rows, out[..., i::kh, :])
+    return rows
 
 
 def descriptor_size(channels: Sequence[int]) -> int:
@@ -111,6 +162,7 @@ class FamiliarityModel:
             "format_version": FORMAT_VERSION,
             "method": METHOD,
             "statistics": list(STATISTICS),
+            "descriptor": DESCRIPTOR,
             "tail_share": TAIL_SHARE,
             "tail_start": self.tail_start,
             "tail_scale": self.tail_scale,
@@ -133,6 +185,11 @@ class FamiliarityModel:
                 f"{path}: familiarity format {version!r} / method {header.get('method')!r} is not one "
                 f"this version of vqa-chat reads ({FORMAT_VERSION}, {METHOD}); upgrade vqa-chat"
             )
+        if header.get("descriptor") != DESCRIPTOR:
+            raise ModelPackageError(
+                f"{path} was fitted to another layout of image features ({header.get('descriptor')!r}); "
+                "recompute it with `python -m vqa_engine.calibrate`"
+            )
         try:
             offset, whiten, centers = tensors["offset"], tensors["whiten"], tensors["centers"]
             heldout = tensors["heldout"].double()
@@ -148,7 +205,15 @@ class FamiliarityModel:
         return cls(offset, whiten, centers, heldout, tail_start, tail_scale, info)
 
 
-_HEADER_KEYS = {"format_version", "method", "statistics", "tail_share", "tail_start", "tail_scale"}
+_HEADER_KEYS = {
+    "format_version",
+    "method",
+    "statistics",
+    "descriptor",
+    "tail_share",
+    "tail_start",
+    "tail_scale",
+}
 
 
 def fit_familiarity(

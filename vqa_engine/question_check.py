@@ -9,18 +9,22 @@ Two checks, both from what the package recorded about its training questions:
   question's words with every answer word replaced by ``<answer>``: "is there a <answer> shape"),
   how often each answer was the right one. An answer the question's form never had is flagged:
   a shape for "is the shape red?". A form never seen falls back to the forms sharing its first two
-  words, then its first word; failing those (and for packages without the file), to one built-in
-  rule: a question opening with an auxiliary verb ("is", "does", "can", ...) wants yes or no,
-  when the model has those answers.
+  words, then its first word; failing those (and for packages without the file), to two built-in
+  rules, when the model has yes and no among its answers: a question opening with an auxiliary
+  verb ("is", "does", "can", ...) wants yes or no; one with a question word ("what", "which",
+  "how", ...) wants anything but.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cachetools import LRUCache
 
 from vqa_engine.errors import ModelPackageError
 from vqa_engine.vocab import PAD, UNK, tokenize
@@ -56,6 +60,8 @@ YES_NO_OPENERS = _word_set(
     isnt arent wasnt werent dont doesnt didnt cant couldnt wont wouldnt shouldnt hasnt havent
     """
 )
+#: a question with one of these (and no auxiliary first) wants something other than yes or no
+QUESTION_WORDS = _word_set("what which who whom whose where when why how")
 YES_NO_ANSWERS = frozenset({"yes", "no"})
 
 
@@ -88,7 +94,7 @@ class QuestionForms:
         cls, questions: Iterable[str], answers: Iterable[str], answer_list: Sequence[str]
     ) -> QuestionForms:
         """Record every training (question, answer) pair."""
-        answer_words = _single_word_answers(answer_list)
+        answer_words = single_word_answers(answer_list)
         forms: dict[tuple[str, ...], FormRecord] = {}
         for question, answer in zip(questions, answers, strict=True):
             record = forms.setdefault(question_form(tokenize(question), answer_words), FormRecord())
@@ -97,9 +103,10 @@ class QuestionForms:
                 record.example = question
         return cls(forms)
 
-    def expected_answers(self, words: Sequence[str], answer_list: Sequence[str]) -> frozenset[str] | None:
-        """Answers this question's form was trained to give (None: nothing known about it)."""
-        form = question_form(words, _single_word_answers(answer_list))
+    def expected_answers(self, words: Sequence[str], answer_words: frozenset[str]) -> frozenset[str] | None:
+        """Answers this question's form was trained to give (None: nothing known about it);
+        ``answer_words``: the model's one-word answers (``single_word_answers``)."""
+        form = question_form(words, answer_words)
         record = self.forms.get(form)
         counts = record.answers if record is not None else None
         for n in (2, 1):
@@ -155,42 +162,78 @@ class QuestionForms:
         return cls.from_json_dict(data)
 
 
-def _single_word_answers(answer_list: Sequence[str]) -> frozenset[str]:
-    return frozenset(a for a in answer_list if len(tokenize(a)) == 1 and tokenize(a)[0] == a)
+def single_word_answers(answer_list: Sequence[str]) -> frozenset[str]:
+    """The answers that are one word as the tokenizer sees it (they become ``<answer>`` in forms)."""
+    return frozenset(a for a in answer_list if tokenize(a) == [a])
+
+
+@dataclass(frozen=True)
+class QuestionReading:
+    """What the checks found in one question (independent of the picture and of the answer)."""
+
+    unknown_words: tuple[str, ...]  # content words the model never learned, in order, each once
+    knows_any_word: bool  # at least one word is in the vocabulary
+    expected_answers: frozenset[str] | None  # what its form allows; None: anything goes
+
+    def answer_fits(self, answer: str) -> bool:
+        return self.expected_answers is None or answer in self.expected_answers
 
 
 class QuestionChecker:
-    """The question checks of one model: its vocabulary, its answers, and its recorded forms."""
+    """The question checks of one model: its vocabulary, its answers, and its recorded forms.
+
+    Readings are remembered (bounded): chat questions repeat, and the checks run inside every batch.
+    """
 
     def __init__(
-        self, vocabulary: Iterable[str], answers: Sequence[str], forms: QuestionForms | None
+        self,
+        vocabulary: Iterable[str],
+        answers: Sequence[str],
+        forms: QuestionForms | None,
+        *,
+        cache_size: int = 1024,
     ) -> None:
         self.known = frozenset(vocabulary) - {PAD, UNK}
         self.answers = list(answers)
         self.forms = forms
+        self._answer_words = single_word_answers(self.answers)
+        self._has_yes_no = set(self.answers) >= YES_NO_ANSWERS
+        self._readings: LRUCache[str, QuestionReading] = LRUCache(maxsize=cache_size)
+        self._lock = threading.Lock()  # the engine's thread and a direct caller may share a checker
+
+    def read(self, question: str) -> QuestionReading:
+        """The question's unknown words, whether it has any known word, and the answers it allows."""
+        with self._lock:
+            reading = self._readings.get(question)
+        if reading is None:
+            reading = self._read(tokenize(question))
+            with self._lock:
+                self._readings[question] = reading
+        return reading
 
     def unknown_words(self, question: str) -> list[str]:
-        """Content words the model never learned, in order, each once."""
-        seen: dict[str, None] = {}
-        for word in tokenize(question):
-            if word not in self.known and word not in FUNCTION_WORDS:
-                seen.setdefault(word, None)
-        return list(seen)
-
-    def knows_any_word(self, question: str) -> bool:
-        return any(word in self.known for word in tokenize(question))
-
-    def expected_answers(self, question: str) -> frozenset[str] | None:
-        """The answers the question's form allows (None: no rule applies, anything goes)."""
-        words = tokenize(question)
-        if self.forms is not None:
-            expected = self.forms.expected_answers(words, self.answers)
-            if expected is not None:
-                return expected
-        if words and words[0] in YES_NO_OPENERS and set(self.answers) >= YES_NO_ANSWERS:
-            return YES_NO_ANSWERS
-        return None
+        return list(self.read(question).unknown_words)
 
     def answer_fits(self, question: str, answer: str) -> bool:
-        expected = self.expected_answers(question)
-        return expected is None or answer in expected
+        return self.read(question).answer_fits(answer)
+
+    def _read(self, words: list[str]) -> QuestionReading:
+        unknown = dict.fromkeys(w for w in words if w not in self.known and w not in FUNCTION_WORDS)
+        return QuestionReading(
+            unknown_words=tuple(unknown),
+            knows_any_word=any(w in self.known for w in words),
+            expected_answers=self._expected(words),
+        )
+
+    def _expected(self, words: list[str]) -> frozenset[str] | None:
+        if self.forms is not None:
+            expected = self.forms.expected_answers(words, self._answer_words)
+            if expected is not None:
+                return expected
+        if not self._has_yes_no or not words:
+            return None
+        if words[0] in YES_NO_OPENERS:
+            return YES_NO_ANSWERS
+        if QUESTION_WORDS.intersection(words):
+            return frozenset(self.answers) - YES_NO_ANSWERS
+        return None
