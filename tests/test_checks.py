@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from pydantic import ValidationError
 
 import main
@@ -203,8 +202,9 @@ def test_describe_images_matches_a_plain_reference() -> None:
         stats = [flat.mean(2), flat.amax(2), flat.std(2, correction=0), (flat * weight).sum(2)]
         return torch.stack(stats, dim=1)  # (B, 4, C)
 
-    expected = torch.cat([reference(F.max_pool2d(maps[0], 2)), reference(maps[1])], dim=2).flatten(1)
-    assert describe_images(maps).shape == (5, descriptor_size([4, 6]))
+    early = maps[0].flatten(2)
+    expected = torch.cat([reference(maps[1]).flatten(1), early.mean(2), early.amax(2)], dim=1)
+    assert describe_images(maps).shape == (5, descriptor_size([4, 6])) == (5, 4 * 6 + 2 * 4)
     assert torch.allclose(describe_images(maps), expected, atol=1e-5)
 
 
@@ -223,7 +223,7 @@ def test_statistics_that_do_not_fit_the_model_are_refused(tmp_path: Path) -> Non
     wrong = fit_familiarity(torch.randn(100, 10), clusters=2)
     folder = save_package(tmp_path / "pkg", model, vocab, answers, familiarity=wrong)
     with pytest.raises(
-        ModelPackageError, match=r"describes 10 image features but this model's encoder gives 192"
+        ModelPackageError, match=r"describes 10 image features but this model's encoder gives 160"
     ):
         load_package(folder)
     assert load_package(folder, checks_data=False).familiarity is None  # what calibrate uses

@@ -4,12 +4,13 @@ A model answers from its answer list whatever it is shown: a photo of a cat gets
 97%. Its softmax confidence cannot tell (it is calibrated only on training-like pictures), but
 the image encoder's features can, and they come out of the same forward pass.
 
-1. **Describe** each picture by pooled statistics of every encoder stage's feature map (earlier,
-   larger maps max-pooled to the last one's size): per channel the mean, maximum and standard
-   deviation over space, and the mean weighted by how far each location is from the picture's
-   own median (its background), which describes the object whatever its size. (Per-location
-   scores were tried too and separate nothing: every patch of a photo looks like some patch of a
-   training picture.)
+1. **Describe** each picture by pooled statistics of the encoder's last feature map: per channel
+   the mean, maximum and standard deviation over space, and the mean weighted by how far each
+   location is from the picture's own median (its background), which describes the object
+   whatever its size; and the mean and maximum of each earlier stage's channels (colour detail).
+   (Per-location scores were tried too and separate nothing: every patch of a photo looks like
+   some patch of a training picture. All four statistics of both stages flag a few more
+   pictures, at twice the cost: ``benchmarks/README.md``.)
 2. **Fit** on training pictures: k-means clusters of the descriptors and one covariance shared by
    all clusters; the score of a picture is its squared Mahalanobis distance to the nearest cluster
    centre (Lee et al., 2018, with clusters instead of classes, so no labels are needed).
@@ -24,6 +25,7 @@ per-location statistics: ``benchmarks/README.md`` and the bundled model's card.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections.abc import Sequence
@@ -39,77 +41,53 @@ from vqa_engine.errors import ModelPackageError
 
 FORMAT_VERSION = 1
 METHOD = "mahalanobis-kmeans"
-#: the statistics ``describe_images`` takes per channel of each feature map
+#: the statistics ``describe_images`` takes per channel of the last feature map ...
 STATISTICS = ("mean", "max", "std", "foreground_mean")
+#: ... and per channel of each earlier one
+EARLY_STATISTICS = ("mean", "max")
 #: how ``describe_images`` lays them out; statistics fitted to another layout are refused
-DESCRIPTOR = "v1: mean|max|std|foreground_mean x channels of every map, max-pooled to the last map's size"
+DESCRIPTOR = "v2: last map mean|max|std|foreground_mean x channels, then each earlier map's mean, max"
 #: the share of held-out scores that the exponential tail is fitted to
 TAIL_SHARE = 0.1
 
 
 def describe_images(maps: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Pooled statistics of feature maps [(B, C_i, h_i, w_i), ...] -> (B, 4 * sum(C_i)) float32:
-    per channel the mean, the maximum, the standard deviation, and the foreground-weighted mean.
+    """Pooled statistics of feature maps [(B, C_i, h_i, w_i), ...] -> (B, descriptor_size) float32.
 
-    Earlier (larger) maps are max-pooled to the last map's size first: the same detail for a
-    quarter of the work. Every channel's statistics are computed together, in a few batched ops
-    (this runs inside every batch, after the forward pass).
+    The last map (what the fusion reads), per channel: the mean, the maximum, the standard
+    deviation, and the mean weighted by each location's distance from the picture's background.
+    Earlier maps, per channel: the mean and the maximum (their colour detail, for two cheap
+    reductions). This runs inside every batch, after the forward pass: a few batched ops.
     """
-    h, w = maps[-1].shape[-2:]
-    pooled = [m.float() if m.shape[-2:] == (h, w) else _max_pool_to(m.float(), h, w) for m in maps]
-    flat = torch.cat(pooled, dim=1).flatten(2)  # (B, C, hw)
-    b, c, _ = flat.shape
-    member = flat.new_zeros(len(maps), c)  # (S, C): which map each channel comes from
-    start = 0
-    for i, feature_map in enumerate(maps):
-        member[i, start : start + feature_map.shape[1]] = 1
-        start += feature_map.shape[1]
-    members = member.expand(b, -1, -1)  # (B, S, C)
-
+    *earlier, last = (m.float() for m in maps)
+    b, c, h, w = last.shape
+    flat = last.flatten(2)  # (B, C, hw)
     # the background: per channel, the median over a 4x4 grid of locations (cheap, and enough)
     step_h, step_w = max(1, h // 4), max(1, w // 4)
-    grid = flat.view(b, c, h, w)[:, :, step_h // 2 :: step_h, step_w // 2 :: step_w].flatten(2)
+    grid = last[:, :, step_h // 2 :: step_h, step_w // 2 :: step_w].flatten(2)
     middle = (grid.shape[2] - 1) // 2
     background = grid.sort(dim=2).values[:, :, middle : middle + 1]  # (B, C, 1), the lower median
 
     mean = flat.mean(2, keepdim=True)  # (B, C, 1)
     squares = flat * flat
     variance = (squares.mean(2, keepdim=True) - mean * mean).clamp_min(0)
-    # per map and location, ||f - background||^2 over that map's channels, as matrix products
-    distance = (
-        torch.bmm(members, squares)
-        - 2 * torch.bmm(members * background.transpose(1, 2), flat)
-        + torch.bmm(members, background.square())
-    )  # (B, S, hw)
-    distance = distance.clamp_min(0).sqrt() + 1e-6
-    weight = distance / distance.sum(dim=2, keepdim=True)
-    foreground = (torch.bmm(flat, weight.transpose(1, 2)) * member.T).sum(2, keepdim=True)  # (B, C, 1)
-    return (
-        torch.cat([mean, flat.amax(2, keepdim=True), variance.sqrt(), foreground], dim=2)
-        .transpose(1, 2)
-        .flatten(1)
-    )
-
-
-def _max_pool_to(feature_map: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, h, w), each output the maximum of its block."""
-    height, width = feature_map.shape[-2:]
-    if height % h or width % w:
-        return torch.nn.functional.adaptive_max_pool2d(feature_map, (h, w))
-    kh, kw = height // h, width // w
-    # maxima of strided slices: several times faster than max_pool2d on the CPU
-    out = feature_map[..., ::kw]
-    for i in range(1, kw):
-        out = torch.maximum(out, feature_map[..., i::kw])
-    rows = out[..., ::kh, :]
-    for i in range(1, kh):
-        rows = torch.maximum(rows, out[..., i::kh, :])
-    return rows
+    # per location, ||f - background||^2 over the channels, as matrix products
+    ones = flat.new_ones(b, 1, c)
+    distance = torch.bmm(ones, squares) - 2 * torch.bmm(background.transpose(1, 2), flat)
+    distance = (distance + background.square().sum(1, keepdim=True)).clamp_min(0).sqrt() + 1e-6
+    weight = (distance / distance.sum(dim=2, keepdim=True)).transpose(1, 2)  # (B, hw, 1)
+    foreground = torch.bmm(flat, weight)  # (B, C, 1)
+    stats = torch.cat([mean, flat.amax(2, keepdim=True), variance.sqrt(), foreground], dim=2)
+    parts = [stats.transpose(1, 2).flatten(1)]  # (B, 4C): every channel's mean, then max, ...
+    for feature_map in earlier:
+        early = feature_map.flatten(2)
+        parts += [early.mean(2), early.amax(2)]
+    return torch.cat(parts, dim=1)
 
 
 def descriptor_size(channels: Sequence[int]) -> int:
     """The length of ``describe_images``' vectors for feature maps of these channel counts."""
-    return len(STATISTICS) * sum(channels)
+    return len(STATISTICS) * channels[-1] + len(EARLY_STATISTICS) * sum(channels[:-1])
 
 
 @dataclass
@@ -123,6 +101,9 @@ class FamiliarityModel:
     tail_start: float  # the score beyond which TAIL_SHARE of the held-out pictures lie
     tail_scale: float  # mean excess of those scores over tail_start
     info: dict[str, Any] = field(default_factory=dict)  # how it was fitted (for the model card)
+    # derived from the above on first use (``scores``): the offset through L, centres transposed
+    _folded: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+    _heldout_list: list[float] | None = field(default=None, repr=False)
 
     @property
     def size(self) -> int:
@@ -130,17 +111,32 @@ class FamiliarityModel:
 
     def scores(self, descriptors: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B,) squared Mahalanobis distance to the nearest cluster (higher: stranger)."""
-        z = (descriptors.to(self.whiten.dtype) - self.offset) @ self.whiten  # (B, D)
-        return torch.cdist(z, self.centers).amin(dim=1).square()
+        x = descriptors.to(self.whiten.dtype)
+        if self._folded is None or self._folded[0].dtype != x.dtype:
+            self._folded = (
+                self.offset.to(x.dtype) @ self.whiten,  # (D,)
+                self.centers.T.contiguous(),  # (D, K)
+                self.centers.square().sum(1),  # (K,)
+            )
+        shift, centers_t, centers_sq = self._folded
+        z = torch.addmm(-shift, x, self.whiten)  # (x - offset) L, in one op
+        # ||z - c||^2 = ||z||^2 - 2 z.c + ||c||^2: one matrix product (cdist is slower here)
+        nearest = torch.addmm(centers_sq, z, centers_t, alpha=-2).amin(dim=1)  # (B,)
+        return (z.square().sum(1) + nearest).clamp_min(0)
 
     def familiarity(self, scores: torch.Tensor) -> list[float]:
         """The share of held-out training pictures that scored at least this badly (tail extrapolated)."""
-        s = scores.double()
-        n = len(self.heldout)
-        empirical = (n - torch.searchsorted(self.heldout, s)) / n  # held-out scores >= s
-        tail = TAIL_SHARE * torch.exp(-(s - self.tail_start) / self.tail_scale)
-        shares = torch.where(s > self.tail_start, tail, empirical)
-        return [float(f"{v:.4g}") for v in shares.tolist()]  # 4 significant digits say enough
+        if self._heldout_list is None:
+            self._heldout_list = self.heldout.tolist()  # plain floats: a batch is a few bisections
+        heldout, n = self._heldout_list, len(self._heldout_list)
+        shares = []
+        for score in scores.tolist():
+            if score > self.tail_start:
+                share = TAIL_SHARE * math.exp(-(score - self.tail_start) / self.tail_scale)
+            else:
+                share = (n - bisect.bisect_left(heldout, score)) / n  # held-out scores >= score
+            shares.append(float(f"{share:.4g}"))  # 4 significant digits say enough
+        return shares
 
     def threshold_score(self, min_familiarity: float) -> float:
         """The score at which familiarity falls to ``min_familiarity`` (for the card and /health)."""
