@@ -138,3 +138,26 @@ def test_front_matter_reads_plain_keys() -> None:
         "training_images": "shapes",
     }
     assert front_matter("# no front matter\nkey: value\n") == {}
+
+
+def test_what_the_chat_side_imports_stays_torch_free() -> None:
+    code = (
+        "import sys; from vqa_engine import CheckOptions, Prediction; "
+        "from vqa_engine.model_facts import describe; "
+        f"facts = describe({str(BUNDLED_MODEL)!r}); "
+        "print(facts.trained_on, CheckOptions().min_confidence, 'torch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert result.stdout.split() == [
+        "one",
+        "coloured",
+        "shape",
+        "on",
+        "a",
+        "plain",
+        "background",
+        "0.5",
+        "False",
+    ], result.stderr
