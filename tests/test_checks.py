@@ -7,6 +7,7 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -26,7 +27,7 @@ EXAMPLES = ROOT / "examples"
 PHOTOS = ROOT / "benchmarks" / "ood" / "photos"
 
 
-def ask_json(capsys: pytest.CaptureFixture[str], image: Path, question: str) -> dict[str, object]:
+def ask_json(capsys: pytest.CaptureFixture[str], image: Path, question: str) -> dict[str, Any]:
     assert main.main(["ask", str(image), question, "--json"]) == 0
     return json.loads(capsys.readouterr().out)
 
