@@ -23,6 +23,7 @@ from bots.web.options import DEFAULT_PORT as DEFAULT_WEB_PORT
 from bots.web.options import WebOptions
 from config import AskSettings, Settings, SettingsError, check_writable, env_files_read, load_settings
 from config.log import setup_logging
+from vqa_engine.checks_options import CheckOptions  # torch-free
 from vqa_engine.options import ModelOptions  # torch-free
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ def ask(settings: AskSettings, image_path: str, question: str, *, as_json: bool,
     """``main.py ask``: load the configured model, answer once, print."""
     from bots.replies import format_cli
     from vqa_engine import ModelPackageError, VQAInputError
+    from vqa_engine.model_facts import facts_of
     from vqa_engine.preprocess import ImageLimits, clean_question
 
     try:
@@ -91,6 +93,7 @@ def ask(settings: AskSettings, image_path: str, question: str, *, as_json: bool,
         return EXIT_USAGE
     try:
         backend = model_loader(settings)()
+        backend.use_checks(settings.section(CheckOptions))
     except ModelPackageError as exc:
         print(f"error: cannot load the model: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -100,7 +103,8 @@ def ask(settings: AskSettings, image_path: str, question: str, *, as_json: bool,
     except VQAInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(json.dumps(prediction.to_dict()) if as_json else format_cli(prediction))
+    trained_on = facts_of(backend).trained_on
+    print(json.dumps(prediction.to_dict()) if as_json else format_cli(prediction, trained_on=trained_on))
     return 0
 
 
@@ -191,6 +195,7 @@ async def serve(settings: Settings, *, chat: bool = True, http: HttpAddress | No
             model_loader(settings),
             options=settings.section(EngineOptions),
             limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
+            checks=settings.section(CheckOptions),
         )
         stack.push_async_callback(engine.close, drain_timeout=settings.shutdown_timeout_s)
         front_ends: dict[str, FrontEnd] = {}

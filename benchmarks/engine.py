@@ -11,8 +11,10 @@ model), three ways of answering are measured back to back:
 - raw: the batched forward pass alone on already decoded images, at the engine's mean batch
   size at that load: the limit the engine can approach (it also decodes every image).
 
-Also: event-loop lag p99 while the engine is saturated, and the decode cost of a 1920×1080
-JPEG photo against a 64×64 PNG. Prints a table; writes ``benchmarks/results/engine.json``.
+Also: event-loop lag p99 while the engine is saturated, the decode cost of a 1920×1080
+JPEG photo against a 64×64 PNG, and what the answer checks cost: the same engine with the
+checks on (the defaults) and off (``ANSWER_CHECKS=false``), interleaved at each load level
+(``--checks-only`` measures just that). Prints a table; writes ``benchmarks/results/engine.json``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import easy_vqa  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from vqa_engine.checks_options import CheckOptions  # noqa: E402
 from vqa_engine.engine import EngineOptions, VQAEngine  # noqa: E402
 from vqa_engine.package import ModelPackage, load_package  # noqa: E402
 from vqa_engine.predictor import Predictor  # noqa: E402
@@ -276,6 +279,110 @@ async def run(
     }
 
 
+async def checks_cost(
+    clients_levels: list[int], seconds: float, max_batch: int, repeats: int, torch_threads: int
+) -> dict[str, object]:
+    """Throughput of one engine with the answer checks on and one with them off, interleaved."""
+    jobs = workload()
+    options = EngineOptions(
+        max_batch_size=max_batch, cache_size=0, max_queue=4096, torch_threads=torch_threads
+    )
+    on = VQAEngine(lambda: load_package(MODEL), options=options, checks=CheckOptions())
+    off = VQAEngine(lambda: load_package(MODEL), options=options, checks=CheckOptions(answer_checks=False))
+    rows = []
+    async with on, off:
+        for engine in (on, off):
+            await drive(engine.answer, jobs, 8, 0.5)  # warm
+        abstained = sum(p.abstain for p in await asyncio.gather(*(on.answer(i, q) for i, q in jobs)))
+        for clients in clients_levels:
+            rounds = []
+            for r in range(repeats):
+                pair = (on, off) if r % 2 == 0 else (off, on)  # alternate which goes first
+                measured = {}
+                for engine in pair:
+                    cpu = time.process_time()
+                    measured[id(engine)] = await drive(engine.answer, jobs, clients, seconds)
+                    # the process's CPU time per answer: what bounds throughput on a machine of its
+                    # own, and far less disturbed than the wall clock by other work on a shared one
+                    measured[id(engine)]["cpu_ms"] = (
+                        (time.process_time() - cpu) * 1000 / max(1, measured[id(engine)]["requests"])
+                    )
+                rounds.append((measured[id(on)], measured[id(off)]))
+            rows.append(
+                {
+                    "clients": clients,
+                    "checks_on_per_s": statistics.median(a["per_s"] for a, _ in rounds),
+                    "checks_off_per_s": statistics.median(b["per_s"] for _, b in rounds),
+                    "on_vs_off": statistics.median(a["per_s"] / b["per_s"] for a, b in rounds),
+                    "on_vs_off_rounds": [a["per_s"] / b["per_s"] for a, b in rounds],
+                    "cpu_ms_per_answer_on": statistics.median(a["cpu_ms"] for a, _ in rounds),
+                    "cpu_ms_per_answer_off": statistics.median(b["cpu_ms"] for _, b in rounds),
+                    "cpu_off_vs_on": statistics.median(b["cpu_ms"] / a["cpu_ms"] for a, b in rounds),
+                    "p50_ms_on": statistics.median(a["p50_ms"] for a, _ in rounds),
+                    "p50_ms_off": statistics.median(b["p50_ms"] for _, b in rounds),
+                }
+            )
+    return {
+        "rows": rows,
+        "workload_abstained": abstained,
+        "workload": len(jobs),
+        "batch_step": batch_step_cost(),
+    }
+
+
+def batch_step_cost(batches: tuple[int, ...] = (1, 8, 32), rounds: int = 300) -> list[dict[str, float]]:
+    """The batch step alone (``predict_batch``: forward pass, answers, checks) with the checks on
+    and off, interleaved call by call, in thread CPU time at one torch thread: the checks' own
+    cost, which the wall clock of a shared machine hides in its noise."""
+    package = load_package(MODEL)
+    on, off = Predictor(package), Predictor(package, checks=CheckOptions(answer_checks=False))
+    jobs = workload()
+
+    def measure() -> list[dict[str, float]]:
+        torch.set_num_threads(1)
+        rows = []
+        for batch in batches:
+            pixels = torch.stack([on.preprocess(image) for image, _ in jobs[: batch * 7 : 7]])
+            questions = [q for _, q in jobs[: batch * 7 : 7]]
+            times: dict[int, list[float]] = {id(on): [], id(off): []}
+            for _ in range(rounds):
+                for predictor in (on, off):
+                    started = time.thread_time()
+                    predictor.predict_batch(pixels, questions, top_k=10)
+                    times[id(predictor)].append(time.thread_time() - started)
+            t_on, t_off = statistics.median(times[id(on)]), statistics.median(times[id(off)])
+            rows.append(
+                {"batch": batch, "on_ms": t_on * 1000, "off_ms": t_off * 1000, "off_vs_on": t_off / t_on}
+            )
+        return rows
+
+    return fresh_thread(measure)
+
+
+def report_checks(checks: dict[str, Any]) -> None:
+    print(
+        f"\n{'clients':>7} | {'checks on/s':>11} {'off/s':>7} {'on÷off':>7} | {'p50 on':>7} {'p50 off':>7} | "
+        f"{'CPU ms on':>9} {'off':>5} {'off÷on':>7}"
+    )
+    for row in checks["rows"]:
+        print(
+            f"{row['clients']:>7} | {row['checks_on_per_s']:>11.0f} {row['checks_off_per_s']:>7.0f} "
+            f"{row['on_vs_off']:>7.1%} | {row['p50_ms_on']:>7.1f} {row['p50_ms_off']:>7.1f} | "
+            f"{row['cpu_ms_per_answer_on']:>9.3f} {row['cpu_ms_per_answer_off']:>5.3f} "
+            f"{row['cpu_off_vs_on']:>7.1%}"
+        )
+    print(
+        f"\n{'batch':>5} | {'step on ms':>10} {'off ms':>7} {'off÷on':>7}   (thread CPU time, 1 torch thread)"
+    )
+    for row in checks["batch_step"]:
+        print(f"{row['batch']:>5} | {row['on_ms']:>10.3f} {row['off_ms']:>7.3f} {row['off_vs_on']:>7.1%}")
+    print(
+        f"answer checks on vs off, same run (medians of per-round ratios); CPU: the process's CPU time per "
+        f"answer; {checks['workload_abstained']} of the {checks['workload']} test-split questions "
+        "abstained with the checks on"
+    )
+
+
 def report(result: dict[str, Any]) -> None:
     print(
         f"{'clients':>7} | {'engine/s':>8} {'p50 ms':>7} {'p95 ms':>7} | {'naive/s':>7} {'p50 ms':>7} "
@@ -317,10 +424,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per load level")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--torch-threads", type=int, default=0, help="0: the engine's default")
+    parser.add_argument("--checks-only", action="store_true", help="only the answer checks' cost")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "engine.json")
     args = parser.parse_args()
-    result = asyncio.run(run(args.clients, args.seconds, args.max_batch, args.repeats, args.torch_threads))
-    report(result)
+    settings = (args.clients, args.seconds, args.max_batch, args.repeats, args.torch_threads)
+    if args.checks_only:
+        result = {}
+        if args.output.is_file():  # keep the rest of an earlier full run
+            result = json.loads(args.output.read_text())
+    else:
+        result = asyncio.run(run(*settings))
+        report(result)
+    result["checks"] = asyncio.run(checks_cost(*settings))
+    report_checks(result["checks"])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.output}")

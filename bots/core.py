@@ -42,6 +42,7 @@ from vqa_engine import (
     VQAInputError,
 )
 from vqa_engine.formats import is_readable_mime
+from vqa_engine.model_facts import ModelFacts
 
 if TYPE_CHECKING:
     from vqa_engine.engine import EngineStats
@@ -72,6 +73,11 @@ class Answerer(Protocol):
     async def answer(self, image: bytes, question: str, *, top_k: int | None = None) -> Prediction: ...
 
     def stats(self) -> EngineStats: ...
+
+    @property
+    def model_facts(self) -> ModelFacts:
+        """What the model's package says about it (raises ``EngineError`` before it loads)."""
+        ...
 
 
 def extract_question(text: str | None) -> str:
@@ -199,16 +205,19 @@ class ChatCore:
         except Exception:
             log.exception("unexpected error while answering a question")
             return Reply(replies.ERROR, Outcome.ERROR)
-        return Reply(replies.format_prediction(prediction), Outcome.ANSWERED, predictions=(prediction,))
+        text = replies.format_prediction(prediction, trained_on=self._trained_on)
+        return Reply(text, Outcome.ANSWERED, predictions=(prediction,))
 
     def _with_buttons(self, event: ChatEvent, question: str, reply: Reply) -> Reply:
         """An answer gets an id, remembered for its "Chart" and 👍/👎 buttons."""
+        prediction = reply.predictions[0]
         answered = Answered(
             request_id=secrets.token_hex(6),
             platform=event.platform,
             model_revision=self._model_revision(),
             question=question,
-            prediction=reply.predictions[0],
+            prediction=prediction,
+            notice=replies.abstain_notice(prediction, trained_on=self._trained_on),
         )
         self.feedback.remember(answered)
         return replace(reply, request_id=answered.request_id, buttons=(Button.CHART, Button.GOOD, Button.BAD))
@@ -287,8 +296,12 @@ class ChatCore:
 
     async def _command(self, event: ChatEvent) -> Reply:
         if event.command in (Command.START, Command.HELP):
-            text = replies.help_text(event.platform, max_image_bytes=self.max_image_bytes)
+            facts = self.facts
+            text = replies.help_text(event.platform, max_image_bytes=self.max_image_bytes, facts=facts)
             return Reply(text, Outcome.HELP)
+        if event.command is Command.ABOUT:
+            facts = self.facts
+            return Reply(replies.about_text(facts) if facts else replies.model_line(None), Outcome.HELP)
         if not self.is_admin(event.platform, event.user_id):
             log.info("%s: refused /%s from a non-admin", event.platform, event.command)
             return Reply(replies.NOT_ADMIN, Outcome.NOT_ADMIN, private=True)
@@ -303,6 +316,20 @@ class ChatCore:
                 ratings=self.feedback.ratings(),
             )
         return Reply(text, Outcome.ADMIN, private=True)
+
+    @property
+    def facts(self) -> ModelFacts | None:
+        """What the model's package says about it: /help, /about, honest answers (None while
+        the model loads)."""
+        try:
+            return self.engine.model_facts
+        except EngineError:
+            return None
+
+    @property
+    def _trained_on(self) -> str | None:
+        facts = self.facts
+        return facts.trained_on if facts is not None else None
 
     def _model_revision(self) -> str | None:
         """The model's revision for the log (it does not change while the process runs)."""

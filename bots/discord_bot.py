@@ -226,6 +226,10 @@ class DiscordAdapter:
         async def help_(interaction: discord.Interaction) -> None:
             await self._interaction(interaction, command=Command.HELP)
 
+        @tree.command(name="about", description=menu["about"])
+        async def about(interaction: discord.Interaction) -> None:
+            await self._interaction(interaction, command=Command.ABOUT)
+
         @tree.command(name="health", description=menu["health"])
         async def health(interaction: discord.Interaction) -> None:
             await self._interaction(interaction, command=Command.HEALTH)

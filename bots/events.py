@@ -21,6 +21,7 @@ class Command(StrEnum):
 
     START = "start"
     HELP = "help"
+    ABOUT = "about"  # what the model knows and how well
     HEALTH = "health"
     STATS = "stats"
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from vqa_engine import Prediction
 from vqa_engine.formats import SUPPORTED_TEXT, describe_mime
+from vqa_engine.model_facts import ModelFacts, QuestionKind
 
 if TYPE_CHECKING:
     from vqa_engine.engine import EngineStats
@@ -23,32 +24,46 @@ BAR_WIDTH = 10
 
 HELP = {
     "telegram": (
-        "Send me a photo with a question as its caption, e.g. “what color is the shape?”, "
+        "{model}\n"
+        "Send me a photo with a question as its caption, e.g. “{example}”, "
         "and I'll answer with how sure I am.\n"
         "• Reply to a photo with a question to ask about that photo.\n"
         "• Send a photo without a caption, then ask as many questions as you like about it.\n"
         "• In groups, mention me or use /ask in the caption.\n"
+        "• /about: what I know and how well.\n"
         "I read {formats} images up to {max_mb} MB."
     ),
     "discord": (
-        "Send me an image with a question, e.g. “what color is the shape?”, and I'll answer "
+        "{model}\n"
+        "Send me an image with a question, e.g. “{example}”, and I'll answer "
         "with how sure I am.\n"
         "• In a server, mention me in the message with the image, or use /ask.\n"
         "• Reply to a message with an image and mention me to ask about that image.\n"
         "• Send an image without a question, then ask as many questions as you like about it.\n"
+        "• /about: what I know and how well.\n"
         "I read {formats} images up to {max_mb} MB."
     ),
 }
+#: when the model's package names no example question
+GENERIC_EXAMPLE = "what is in the picture?"
+#: why an answer is only a guess, as a user reads it ({guess} is the best answer)
+NOT_RELIABLE = "so I can't answer that reliably. My best guess: {guess}."
+UNFAMILIAR_IMAGE = "This picture doesn't look like the ones I was trained on{what}, " + NOT_RELIABLE
+UNKNOWN_WORDS = "I don't know the {words}, " + NOT_RELIABLE
+NO_KNOWN_WORDS = "I don't understand that question: none of its words are ones I learned, " + NOT_RELIABLE
+ANSWER_TYPE = "I wasn't trained to answer that kind of question, " + NOT_RELIABLE
 #: command menus: Telegram's "/" list and Discord's slash commands
 COMMANDS = {
     "telegram": {
         "ask": "ask about a photo (reply to it, or put /ask in its caption)",
         "help": "how to use this bot",
+        "about": "what the model knows, and how well",
         "start": "what this bot does",
     },
     "discord": {
         "ask": "Ask a question about an image",
         "help": "How to use this bot",
+        "about": "What the model knows, and how well",
         "health": "Is the bot healthy? (admins)",
         "stats": "What has the bot been doing? (admins)",
     },
@@ -97,9 +112,96 @@ API_BAD_FORM = "I couldn't read that form; send the image and the question as mu
 ERROR = "Sorry, something went wrong on my side while answering. Please try again in a moment."
 
 
-def help_text(platform: str, *, max_image_bytes: int) -> str:
+def help_text(platform: str, *, max_image_bytes: int, facts: ModelFacts | None = None) -> str:
+    """/start and /help: what the model knows (from its package), then how to ask."""
     template = HELP.get(platform, HELP["telegram"])
-    return template.format(formats=SUPPORTED_TEXT, max_mb=round(max_image_bytes / 2**20))
+    return template.format(
+        model=model_line(facts),
+        example=example_question(facts),
+        formats=SUPPORTED_TEXT,
+        max_mb=round(max_image_bytes / 2**20),
+    )
+
+
+def example_question(facts: ModelFacts | None) -> str:
+    """A question the model was trained on, preferring an open one ("what …?") to a yes/no one."""
+    examples = [e for k in _by_answers(facts) for e in k.examples]
+    return next((e for e in examples if e.startswith("what")), examples[0] if examples else GENERIC_EXAMPLE)
+
+
+def _by_answers(facts: ModelFacts | None) -> list[QuestionKind]:
+    """Question kinds, those with the most answers (the most telling) first."""
+    return sorted(facts.question_kinds, key=lambda k: -len(k.answers)) if facts is not None else []
+
+
+def model_line(facts: ModelFacts | None) -> str:
+    """One sentence on what the model knows, so a bot serving another model says the right thing."""
+    if facts is None:
+        return "I answer questions about pictures."
+    if facts.trained_on:
+        line = f"I answer questions about pictures of {facts.trained_on}"
+    else:
+        line = f"I answer questions about pictures with the model {facts.name}"
+    examples = [k.examples[0] for k in _by_answers(facts)[:3] if k.examples]
+    if examples:
+        line += ", like " + join_words([f"“{q}”" for q in examples], "or")
+    return line + "."
+
+
+def about_text(facts: ModelFacts) -> str:
+    """/about: the model, what it was trained on, the questions and answers it knows, how well."""
+    lines = [f"About the model: {facts.name}"]
+    if facts.trained_on:
+        data = f" ({', '.join(facts.datasets)})" if facts.datasets else ""
+        lines.append(f"Trained on pictures of {facts.trained_on}{data}.")
+    if facts.question_kinds:
+        lines.append("It answers questions like:")
+        for kind in _by_answers(facts):
+            answers = kind.answers if len(kind.answers) <= 8 else (*kind.answers[:7], "…")
+            lines.append(f"• “{kind.examples[0]}” → {', '.join(answers)}" if kind.examples else "")
+    elif facts.answers:
+        shown = facts.answers if len(facts.answers) <= 12 else (*facts.answers[:12], "…")
+        lines.append(f"It knows {len(facts.answers):,} answers: {', '.join(shown)}.")
+    if facts.vocabulary:
+        lines.append(
+            f"It knows {facts.vocabulary:,} words; questions with others get an honest “I don't know”."
+        )
+    if facts.accuracy is not None:
+        acc = facts.accuracy
+        dataset = f" of {acc.dataset}'s {acc.split} split" if acc.dataset else f" of its {acc.split} split"
+        lines.append(f"Measured: {acc.accuracy:.2%} right on the {acc.questions:,} questions{dataset}.")
+    if facts.image_check == "familiarity":
+        lines.append(
+            "When a picture doesn't look like its training pictures, or a question uses words it "
+            "never learned, it says so and gives its answer only as a guess."
+        )
+    else:
+        lines.append("It says when it isn't sure (under 50%) and gives that answer only as a guess.")
+    return "\n".join(line for line in lines if line)
+
+
+def join_words(words: list[str], last: str = "and") -> str:
+    """a, b and c."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+
+
+def abstain_notice(prediction: Prediction, *, trained_on: str | None) -> str | None:
+    """Why an answer can only be a guess, as a sentence with the guess (None: it is an answer,
+    or only a low-confidence guess, which ``format_prediction`` words itself)."""
+    if not prediction.abstain:
+        return None
+    guess = prediction.answer
+    if prediction.reason == "unfamiliar_image":
+        return UNFAMILIAR_IMAGE.format(what=f" ({trained_on})" if trained_on else "", guess=guess)
+    if prediction.reason == "unknown_words":
+        if not prediction.unknown_words:
+            return NO_KNOWN_WORDS.format(guess=guess)
+        quoted = [f"‘{w}’" for w in prediction.unknown_words]
+        words = f"word {quoted[0]}" if len(quoted) == 1 else f"words {join_words(quoted)}"
+        return UNKNOWN_WORDS.format(words=words, guess=guess)
+    if prediction.reason == "answer_type":
+        return ANSWER_TYPE.format(guess=guess)
+    return None
 
 
 def ask_what(platform: str, *, private: bool) -> str:
@@ -124,9 +226,13 @@ def percent(confidence: float) -> str:
     return f"{value:.0f}%"
 
 
-def format_prediction(prediction: Prediction, *, others: int = 2) -> str:
-    """The answer, how sure, and the next candidates worth naming, as short bars."""
-    if prediction.confidence < UNSURE_BELOW:
+def format_prediction(prediction: Prediction, *, others: int = 2, trained_on: str | None = None) -> str:
+    """The answer, how sure, and the next candidates worth naming, as short bars; when the
+    model abstains, why, with the answer only as a guess (never a bare confident answer)."""
+    notice = abstain_notice(prediction, trained_on=trained_on)
+    if notice is not None:
+        return notice
+    if prediction.confidence < UNSURE_BELOW or prediction.reason == "low_confidence":
         head = f"Not sure — maybe {prediction.answer} ({percent(prediction.confidence)})"
     else:
         head = f"{prediction.answer} — {percent(prediction.confidence)} sure"
@@ -138,8 +244,14 @@ def format_prediction(prediction: Prediction, *, others: int = 2) -> str:
     return head + "\n" + "\n".join(lines)
 
 
-def format_cli(prediction: Prediction) -> str:
-    """``main.py ask``: the answer and the next candidates on one line, by the same percent rules."""
+def format_cli(prediction: Prediction, *, trained_on: str | None = None) -> str:
+    """``main.py ask``: the answer and the next candidates on one line, by the same percent rules;
+    when the model abstains, why, with the answer only as a guess."""
+    notice = abstain_notice(prediction, trained_on=trained_on)
+    if notice is not None:
+        return notice
+    if prediction.reason == "low_confidence":
+        return f"not sure — maybe {prediction.answer} ({percent(prediction.confidence)})"
     lines = [f"{prediction.answer} ({percent(prediction.confidence)} confident)"]
     others = [c for c in prediction.top_k[1:] if c.confidence >= LIST_ABOVE]
     if others:
@@ -255,6 +367,7 @@ def format_health(stats: EngineStats, *, platforms: list[str]) -> str:
             f"{status} — up {duration(stats.uptime_s)}",
             *_model_lines(stats),
             f"device: {stats.device}",
+            *([stats.answer_checks] if stats.answer_checks else []),
             f"platforms: {', '.join(platforms) or 'none'}",
             f"queue: {stats.queue_depth} waiting, {stats.in_flight} in flight",
             f"latency: p50 {_ms(stats.latency_p50_ms)}, p95 {_ms(stats.latency_p95_ms)}",

@@ -64,7 +64,13 @@ FLOOD_RETRIES = 3
 #: server, or a bot with paid broadcasts, may allow more)
 FLOOD_LIMIT = 30.0
 COMMANDS = [BotCommand(name, text) for name, text in replies.COMMANDS["telegram"].items()]
-_COMMANDS = {"start": Command.START, "help": Command.HELP, "health": Command.HEALTH, "stats": Command.STATS}
+_COMMANDS = {
+    "start": Command.START,
+    "help": Command.HELP,
+    "about": Command.ABOUT,
+    "health": Command.HEALTH,
+    "stats": Command.STATS,
+}
 #: callback data of the buttons under an answer: "chart:<request id>", "good:…", "bad:…"
 _BUTTON_DATA = re.compile(r"^(chart|good|bad):([0-9a-f]{1,32})$")
 

@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 from bots.options import ChatOptions, DiscordOptions, TelegramOptions
 from bots.web.options import WebOptions
+from vqa_engine.checks_options import CheckOptions
 from vqa_engine.options import EngineOptions, ModelOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,6 +125,7 @@ class Settings(  # type: ignore[misc]  # the sections' configs merge (pydantic d
     _Sources,
     ModelOptions,
     ImageSettings,
+    CheckOptions,
     EngineOptions,
     ChatOptions,
     TelegramOptions,
@@ -142,7 +144,7 @@ class Settings(  # type: ignore[misc]  # the sections' configs merge (pydantic d
         return [*super().secrets, *self.keys]
 
 
-class AskSettings(_Sources, ModelOptions, ImageSettings, LogSettings):  # type: ignore[misc]
+class AskSettings(_Sources, ModelOptions, ImageSettings, CheckOptions, LogSettings):  # type: ignore[misc]
     """What ``python main.py ask`` uses: a bad ``RATE_LIMIT`` must not stop it."""
 
     model_config = _Sources.model_config

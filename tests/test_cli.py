@@ -45,8 +45,18 @@ def test_json_answer_from_a_child_process() -> None:
     )
     assert result.returncode == 0, result.stderr.decode()
     data = json.loads(result.stdout)
-    assert set(data) == {"answer", "confidence", "top_k"}
+    assert set(data) == {
+        "answer",
+        "confidence",
+        "top_k",
+        "abstain",
+        "reason",
+        "unknown_words",
+        "familiarity",
+    }
     assert data["answer"] == "red"
+    assert (data["abstain"], data["reason"], data["unknown_words"]) == (False, None, [])
+    assert 0.001 < data["familiarity"] <= 1
     assert data["confidence"] > 0.9
     assert len(data["top_k"]) == 4
     assert data["top_k"][0] == {"answer": "red", "confidence": data["confidence"]}

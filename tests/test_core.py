@@ -23,6 +23,7 @@ from bots.user_queue import QueueFullError, UserQueue
 from tests.conftest import BUNDLED_MODEL, ROOT
 from tests.test_engine import GatedModel, in_forward, loader_with, until
 from vqa_engine import Candidate, Prediction, VQAEngine
+from vqa_engine.model_facts import describe
 from vqa_engine.package import load_package
 
 EXAMPLES = ROOT / "examples"
@@ -553,7 +554,10 @@ async def test_help_health_and_stats(engine: VQAEngine, tmp_path: Path) -> None:
     stats = await core.handle(event(downloads, user="1", command=Command.STATS))
     refused = await core.handle(event(downloads, user="2", command=Command.STATS))
     entries = finish(core, tmp_path)
-    assert help_ is not None and help_.text == replies.help_text("telegram", max_image_bytes=20 * 2**20)
+    facts = describe(BUNDLED_MODEL)
+    assert help_ is not None and help_.text == replies.help_text(
+        "telegram", max_image_bytes=20 * 2**20, facts=facts
+    )
     assert "PNG, JPEG, WebP, GIF or BMP images up to 20 MB" in help_.text
     assert health is not None and health.private and health.outcome is Outcome.ADMIN
     lines = health.text.splitlines()

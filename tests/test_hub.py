@@ -35,7 +35,16 @@ from vqa_engine.predictor import Predictor
 TOKEN = "hf_FAKEtokenDoNotPrint_8c1e4b7a2f"
 IMAGE = ROOT / "examples" / "blue_circle.png"
 QUESTION = "what color is the shape?"
-OUR_FILES = {"config.json", "model.safetensors", "vocab.json", "answers.txt", "README.md"}
+OUR_FILES = {
+    "config.json",
+    "model.safetensors",
+    "vocab.json",
+    "answers.txt",
+    "README.md",
+    "evaluation.json",
+    "familiarity.safetensors",
+    "question_forms.json",
+}
 Results = dict[str, dict[str, Any]]  # case name -> what the child printed for it
 
 # run by the "many repos in one child" checks: one JSON line per case
@@ -400,13 +409,7 @@ def test_private_repo_with_a_token(hub: FakeHub, resolved: Resolved) -> None:
     result = resolved.results["private with token"]
     assert result["revision"] == hub.repos["org/private"].refs["main"]
     assert result["from_cache"] is False
-    assert set(result["files"]) == {
-        "config.json",
-        "model.safetensors",
-        "vocab.json",
-        "answers.txt",
-        "README.md",
-    }
+    assert set(result["files"]) == OUR_FILES
     private = [r for r in resolved.requests if "org/private" in r.path]
     assert any(r.authorized for r in private)  # the fake saw "Authorization: Bearer <the token>"
     assert any(not r.had_auth_header for r in private)  # ... and nothing from the token-less case

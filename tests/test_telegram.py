@@ -36,6 +36,7 @@ from config.log import QUIET_LOGGERS, RedactSecrets
 from tests.conftest import BUNDLED_MODEL, ROOT
 from tests.fake_telegram import FakeTelegram, SentMessage
 from vqa_engine import Candidate, Prediction, VQAEngine
+from vqa_engine.model_facts import describe
 from vqa_engine.package import ModelPackage, load_package
 
 TOKEN = "5550123:AAF-fake-SECRET-t0ken_xyz"  # distinctive: a test greps every log for it
@@ -48,7 +49,7 @@ COLOR_Q = "what color is the shape?"
 SHAPE_Q = "what shape is it?"
 EXAMPLES = ROOT / "examples"
 PDF = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
-HELP = replies.help_text("telegram", max_image_bytes=20 * 2**20)
+HELP = replies.help_text("telegram", max_image_bytes=20 * 2**20, facts=describe(BUNDLED_MODEL))
 DOWNLOAD_FAILED = replies.DOWNLOAD_FAILED
 
 Entry = dict[str, Any]

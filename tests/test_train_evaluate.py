@@ -48,14 +48,17 @@ def test_training_is_seeded_and_reproducible(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr.decode()
     assert second.returncode == 0, second.stderr.decode()
     assert "wrote" in first.stdout.decode()
-    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (
-        tmp_path / "b" / "model.safetensors"
-    ).read_bytes()
+    for name in ("model.safetensors", "familiarity.safetensors", "question_forms.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     package = load_package(tmp_path / "a")
+    assert package.familiarity is not None and package.question_forms is not None  # the checks' data
+    assert package.familiarity.info["pictures_held_out"] > 0
     assert package.config.cnn_channels == (8, 8)
     assert len(package.answers) == 13
     card = package.card
     assert "python -m vqa_engine.train --out" in card and "easy-VQA" in card
+    assert "training_images: one coloured shape on a plain background" in card
+    assert "<!-- checks:start -->" in card
     assert "epoch 1:" in first.stderr.decode()
 
 

@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING
 
+from vqa_engine.checks_options import CheckOptions
 from vqa_engine.errors import (
     CorruptImageError,
     EmptyImageError,
@@ -46,6 +47,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Candidate",
+    "CheckOptions",
     "CorruptImageError",
     "EmptyImageError",
     "EngineBusyError",

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import psutil
 
 from vqa_engine.batch_queue import BatchQueue
+from vqa_engine.checks_options import CheckOptions
 from vqa_engine.engine_stats import OUTCOMES, EngineStats, Outcome, StatsRecorder
 from vqa_engine.errors import (
     EngineBusyError,
@@ -37,6 +38,7 @@ from vqa_engine.errors import (
     InferenceError,
     VQAInputError,
 )
+from vqa_engine.model_facts import ModelFacts, facts_of
 from vqa_engine.model_info import ModelInfo
 from vqa_engine.options import MAX_TOP_K, EngineOptions
 from vqa_engine.prediction import Prediction
@@ -92,12 +94,15 @@ class VQAEngine:
         *,
         options: EngineOptions = EngineOptions(),
         limits: ImageLimits = ImageLimits(),
+        checks: CheckOptions = CheckOptions(),
     ) -> None:
         self._loader = loader
         self.options = options
         self._limits = limits
+        self._checks = checks  # when an answer is only a guess (vqa_engine.checks)
         self._state: Literal["new", "starting", "running", "closing", "closed"] = "new"
         self._backend: Backend | None = None
+        self._facts: ModelFacts | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: BatchQueue[_Request] = BatchQueue(keep=lambda r: not r.future.done())
         # event loop only
@@ -197,6 +202,7 @@ class VQAEngine:
             from vqa_engine.backends.modular import ModularBackend
 
             backend = ModularBackend(loaded)
+        backend.use_checks(self._checks)
         backend.warm_up()
         return backend
 
@@ -205,6 +211,16 @@ class VQAEngine:
     @property
     def running(self) -> bool:
         return self._state == "running"
+
+    @property
+    def model_facts(self) -> ModelFacts:
+        """What the model's package says about itself (for /help, /about and honest answers);
+        a bare description from the model's own info when it has no package folder."""
+        if self._backend is None:
+            raise EngineClosedError("the model is not loaded yet; please try again in a minute")
+        if self._facts is None:
+            self._facts = facts_of(self._backend)
+        return self._facts
 
     @property
     def model_info(self) -> ModelInfo:
@@ -411,6 +427,7 @@ class VQAEngine:
             dtype=info.dtype if info else "",
             quantize=info.quantize if info else "none",
             members=info.members if info else (),
+            answer_checks=self._backend.checks.describe() if self._backend is not None else "",
         )
 
 

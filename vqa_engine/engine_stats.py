@@ -42,6 +42,7 @@ class EngineStats:
     quantize: str = "none"
     members: tuple[ModelInfo, ...] = ()  # an ensemble's models
     batch_sizes: dict[int, int] = field(default_factory=dict)  # forward passes by batch size
+    answer_checks: str = ""  # which checks judge the answers (AnswerChecks.describe)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

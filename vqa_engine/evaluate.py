@@ -1,9 +1,10 @@
 """Evaluate a model package on easy-VQA: accuracy (overall and per answer type), the most common
-confusions, and calibration (expected calibration error).
+confusions, and calibration (expected calibration error); with ``--ood DIR``, the answer checks
+too (``vqa_engine.evaluate_checks``).
 
-    python -m vqa_engine.evaluate models/easy-vqa-film [--limit N] [--output FILE] [--update-card]
+    python -m vqa_engine.evaluate models/easy-vqa-film [--limit N] [--ood DIR] [--output FILE] [--update-card]
 
-It prints the report; files are written only where asked (--output, --update-card).
+Nothing is written unless asked: ``--output`` for the JSON, ``--update-card`` for the model card.
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from vqa_engine.checks_options import CheckOptions
 from vqa_engine.easyvqa import answer_type, load_split
 from vqa_engine.errors import VQAError
+from vqa_engine.evaluate_checks import (
+    ChecksEvaluation,
+    evaluate_checks,
+    format_checks_report,
+    update_card_checks,
+)
 from vqa_engine.package import CARD_FILE, load_package
 from vqa_engine.predictor import Predictor
 
@@ -157,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "train"), default="test", help="easy-VQA split (default test)")
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N questions only (default: all)")
     p.add_argument("--batch-size", type=int, default=512, help="questions per forward pass (default 512)")
+    p.add_argument(
+        "--ood",
+        type=Path,
+        help="measure the answer checks too, with this out-of-distribution folder (vqa_engine.ood_set)",
+    )
+    p.add_argument(
+        "--questions-per-image", type=int, default=10, help="with --ood: test questions per picture"
+    )
     p.add_argument("--output", type=Path, default=None, help="also write the results as JSON to this file")
     p.add_argument(
         "--update-card", action="store_true", help="write the results into the model card (README.md)"
@@ -167,19 +183,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
+    checks: ChecksEvaluation | None = None
     try:
         result = evaluate(
             a.package, split=a.split, limit=a.limit, batch_size=a.batch_size, progress=not a.quiet
         )
+        if a.ood is not None:
+            package = load_package(a.package)
+            checks = evaluate_checks(
+                package,
+                load_split("test", package.config, progress=not a.quiet),
+                a.ood,
+                options=CheckOptions(),
+                questions_per_image=a.questions_per_image,
+                limit=a.limit,
+                batch_size=a.batch_size,
+                progress=not a.quiet,
+            )
     except VQAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(format_report(result))
+    if checks is not None:
+        print("\n" + format_checks_report(checks))
     if a.output is not None:
-        a.output.write_text(json.dumps(asdict(result), indent=2) + "\n")
+        payload = asdict(result) | ({"checks": asdict(checks)} if checks is not None else {})
+        a.output.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"\nwrote {a.output}")
     if a.update_card:
         update_card(a.package, result)
+        if checks is not None:
+            update_card_checks(a.package, checks)
     return 0
 
 

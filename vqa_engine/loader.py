@@ -57,7 +57,14 @@ def load_member(spec: MemberSpec, options: ModelOptions, *, token: str | None = 
 def open_folder(
     folder: Path, source: ModelSource | None = None, options: ModelOptions = ModelOptions()
 ) -> Backend:
-    """Load the package in ``folder`` (any kind) as a backend."""
+    """Load the package in ``folder`` (any kind) as a backend (its ``folder`` set: what the
+    package says about itself, ``vqa_engine.model_facts``, is read from there)."""
+    backend = _open(folder, source, options)
+    backend.folder = folder
+    return backend
+
+
+def _open(folder: Path, source: ModelSource | None, options: ModelOptions) -> Backend:
     from vqa_engine.device import resolve_device
 
     source = source or ModelSource(repo_id=str(folder))

@@ -48,8 +48,29 @@ class ModularVQA(nn.Module):
         Without ``image_index`` question b is about image b (I == B). With it, question b is about
         image ``image_index[b]``: several questions about one image encode that image once.
         """
+        return self._answer(self.image_encoder(images), tokens, lengths, image_index)
+
+    def forward_with_features(
+        self,
+        images: torch.Tensor,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        image_index: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``forward``'s logits (B, A), and the image encoder's feature map after each stage,
+        per image ([(I, C_i, h_i, w_i), ...], the last one is what the fusion reads): the same
+        pass, so checking how familiar an image looks costs no second encoding."""
+        maps = self.image_encoder.feature_maps(images)
+        return self._answer(maps[-1], tokens, lengths, image_index), maps
+
+    def _answer(
+        self,
+        features: torch.Tensor,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        image_index: torch.Tensor | None,
+    ) -> torch.Tensor:
         assert tokens.shape[0] == lengths.shape[0], "tokens and lengths differ in batch size"
-        features = self.image_encoder(images)  # (I, C, h, w)
         if image_index is not None:
             features = features[image_index]  # (B, C, h, w)
         assert features.shape[0] == tokens.shape[0], "one image per question is needed"

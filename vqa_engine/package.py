@@ -10,6 +10,9 @@ weights                ``model.safetensors``        ``best_modular_model.pth``
 vocabulary             ``vocab.json``               ``vocab.pkl`` (plain containers only)
 answer space           ``answers.txt``              ``data/answer_space.txt``
 model card             ``README.md``                (optional)
+image statistics       ``familiarity.safetensors``  (optional; ``python -m vqa_engine.calibrate``)
+question forms         ``question_forms.json``      (optional; ``python -m vqa_engine.calibrate``)
+measured accuracy      ``evaluation.json``          (optional; ``python -m vqa_engine.evaluate``)
 =====================  ===========================  =======================================
 
 Nothing in a package can run code: safetensors holds only tensors, ``.pth`` files are read with
@@ -30,13 +33,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vqa_engine.errors import ModelPackageError
+from vqa_engine.familiarity import FamiliarityModel, descriptor_size
 from vqa_engine.model import ModularVQA
 from vqa_engine.model_config import ModelConfig
 from vqa_engine.package_format import (  # torch-free; every name is re-exported from here
     ANSWERS_FILE,
     CARD_FILE,
     CONFIG_FILE,
+    FAMILIARITY_FILE,
     PACKAGE_FILES,  # noqa: F401
+    QUESTION_FORMS_FILE,
     SEED_ANSWERS_FILE,
     SEED_VOCAB_FILE,
     SEED_WEIGHTS_FILE,
@@ -44,6 +50,7 @@ from vqa_engine.package_format import (  # torch-free; every name is re-exported
     WEIGHTS_FILE,
     ModelSource,
 )
+from vqa_engine.question_check import QuestionForms
 from vqa_engine.safe_pickle import load_plain_pickle
 from vqa_engine.vocab import Vocabulary
 
@@ -63,6 +70,8 @@ class ModelPackage:
     path: Path
     card: str = ""
     source: ModelSource | None = None  # None: loaded straight from ``path``
+    familiarity: FamiliarityModel | None = None  # None: no image statistics (seed packages)
+    question_forms: QuestionForms | None = None  # None: the question forms were not recorded
 
     @property
     def model_id(self) -> str:
@@ -80,6 +89,8 @@ def save_package(
     answers: list[str],
     *,
     card: str = "",
+    familiarity: FamiliarityModel | None = None,
+    question_forms: QuestionForms | None = None,
 ) -> Path:
     """Write ``model`` as a package in the DESIGN.md format; returns the folder."""
     directory = Path(directory)
@@ -94,11 +105,18 @@ def save_package(
     (directory / ANSWERS_FILE).write_text("".join(f"{a}\n" for a in answers))
     if card:
         (directory / CARD_FILE).write_text(card)
+    if familiarity is not None:
+        familiarity.save(directory / FAMILIARITY_FILE)
+    if question_forms is not None:
+        question_forms.save(directory / QUESTION_FORMS_FILE)
     return directory
 
 
-def load_package(directory: str | Path, *, device: str | torch.device = "cpu") -> ModelPackage:
-    """Load and cross-check a package folder.
+def load_package(
+    directory: str | Path, *, device: str | torch.device = "cpu", checks_data: bool = True
+) -> ModelPackage:
+    """Load and cross-check a package folder (without its image statistics and question forms
+    when ``checks_data`` is false: ``calibrate`` replaces them).
 
     Raises ``ModelPackageError`` (``UnsafePickleError`` for a hostile pickle) with a message
     that names the file at fault.
@@ -124,7 +142,35 @@ def load_package(directory: str | Path, *, device: str | torch.device = "cpu") -
     model.eval().to(device)
     card_path = directory / CARD_FILE
     card = card_path.read_text(encoding="utf-8", errors="replace") if card_path.is_file() else ""
-    return ModelPackage(config=config, model=model, vocab=vocab, answers=answers, path=directory, card=card)
+    return ModelPackage(
+        config=config,
+        model=model,
+        vocab=vocab,
+        answers=answers,
+        path=directory,
+        card=card,
+        familiarity=_load_familiarity(directory, model) if checks_data else None,
+        question_forms=_load_question_forms(directory) if checks_data else None,
+    )
+
+
+def _load_familiarity(directory: Path, model: ModularVQA) -> FamiliarityModel | None:
+    path = directory / FAMILIARITY_FILE
+    if not path.is_file():
+        return None
+    familiarity = FamiliarityModel.load(path)
+    expected = descriptor_size(model.image_encoder.stage_channels)
+    if familiarity.size != expected:
+        raise ModelPackageError(
+            f"{path} describes {familiarity.size} image features but this model's encoder gives "
+            f"{expected}; recompute it with `python -m vqa_engine.calibrate {directory}`"
+        )
+    return familiarity
+
+
+def _load_question_forms(directory: Path) -> QuestionForms | None:
+    path = directory / QUESTION_FORMS_FILE
+    return QuestionForms.load(path) if path.is_file() else None
 
 
 def _first_existing(directory: Path, *names: str) -> Path | None:

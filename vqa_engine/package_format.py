@@ -32,6 +32,9 @@ WEIGHTS_FILE = "model.safetensors"
 VOCAB_FILE = "vocab.json"
 ANSWERS_FILE = "answers.txt"
 CARD_FILE = "README.md"
+FAMILIARITY_FILE = "familiarity.safetensors"  # optional: image statistics (vqa_engine.familiarity)
+QUESTION_FORMS_FILE = "question_forms.json"  # optional: trained question forms (vqa_engine.question_check)
+EVALUATION_FILE = "evaluation.json"  # optional: measured accuracy (vqa_engine.evaluate)
 SEED_WEIGHTS_FILE = "best_modular_model.pth"
 SEED_VOCAB_FILE = "vocab.pkl"
 SEED_ANSWERS_FILE = "data/answer_space.txt"
@@ -45,6 +48,9 @@ PACKAGE_FILES = (
     VOCAB_FILE,
     ANSWERS_FILE,
     CARD_FILE,
+    FAMILIARITY_FILE,
+    QUESTION_FORMS_FILE,
+    EVALUATION_FILE,
     SEED_WEIGHTS_FILE,
     SEED_VOCAB_FILE,
     SEED_ANSWERS_FILE,

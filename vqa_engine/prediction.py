@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
+
+#: why an answer is only a guess, most fundamental first (see ``vqa_engine.checks``)
+Reason = Literal["unfamiliar_image", "unknown_words", "answer_type", "low_confidence"]
+REASONS: tuple[Reason, ...] = ("unfamiliar_image", "unknown_words", "answer_type", "low_confidence")
 
 
 @dataclass(frozen=True)
@@ -13,17 +18,28 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The best answer, its confidence, and the ranked candidates (best first, best included)."""
+    """The best answer, its confidence, and the ranked candidates (best first, best included).
+
+    ``abstain`` is true when the answer must be shown as a guess, never as a confident answer;
+    ``reason`` says why. ``unknown_words`` lists the question's content words the model never
+    learned (whatever the reason); ``familiarity`` is how much the picture looks like the training
+    pictures (the share of held-out training pictures at least as unusual: about 0.5 is typical,
+    near 0 is unlike them; None when the model has no image statistics).
+    """
 
     answer: str
     confidence: float
     top_k: tuple[Candidate, ...]
+    abstain: bool = False
+    reason: Reason | None = None
+    unknown_words: tuple[str, ...] = ()
+    familiarity: float | None = None
 
     def truncated(self, k: int) -> Prediction:
         """The same prediction with at most ``k`` candidates (at least the answer itself)."""
         if len(self.top_k) <= k:
             return self
-        return Prediction(self.answer, self.confidence, self.top_k[: max(1, k)])
+        return replace(self, top_k=self.top_k[: max(1, k)])
 
     def to_dict(self) -> dict[str, object]:
         """The JSON shape of ``main.py ask --json``."""
@@ -31,4 +47,8 @@ class Prediction:
             "answer": self.answer,
             "confidence": self.confidence,
             "top_k": [{"answer": c.answer, "confidence": c.confidence} for c in self.top_k],
+            "abstain": self.abstain,
+            "reason": self.reason,
+            "unknown_words": list(self.unknown_words),
+            "familiarity": self.familiarity,
         }

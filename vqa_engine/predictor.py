@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from vqa_engine.checks import AnswerChecks
+from vqa_engine.checks_options import CheckOptions
 from vqa_engine.package import ModelPackage
 from vqa_engine.prediction import Candidate, Prediction
 from vqa_engine.preprocess import ImageLimits, clean_question, load_image_pixels, normalize
@@ -27,32 +29,51 @@ def encode_questions(
 class Predictor:
     """Runs the model of one package on one device. Not thread-safe: one caller at a time."""
 
-    def __init__(self, package: ModelPackage, *, limits: ImageLimits = ImageLimits()) -> None:
+    def __init__(
+        self,
+        package: ModelPackage,
+        *,
+        limits: ImageLimits = ImageLimits(),
+        checks: CheckOptions = CheckOptions(),
+    ) -> None:
         self.package = package
         self.limits = limits
         self.device = next(package.model.parameters()).device
+        self.checks = AnswerChecks.for_package(package, checks)
 
     def preprocess(self, image: bytes) -> torch.Tensor:
         """Untrusted bytes -> (3, S, S) uint8 pixels; raises a ``VQAInputError`` subclass."""
         return load_image_pixels(image, self.package.config, self.limits)
 
-    @torch.inference_mode()
     def probabilities(self, images: torch.Tensor, questions: Sequence[str]) -> torch.Tensor:
         """Calibrated answer probabilities (B, A) for images (B, 3, S, S): uint8 pixels from
         ``preprocess`` (normalised here, in one op for the batch) or already normalised floats."""
+        return self.probabilities_and_features(images, questions, features=False)[0]
+
+    @torch.inference_mode()
+    def probabilities_and_features(
+        self, images: torch.Tensor, questions: Sequence[str], *, features: bool = True
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """``probabilities``, and the image encoder's stage feature maps from the same pass when
+        asked for and the model can give them (None otherwise)."""
         config = self.package.config
         images = images.to(self.device)  # uint8 crosses to a GPU at a quarter of the size
         if images.dtype == torch.uint8:
             images = normalize(images, config)
         tokens, lengths = encode_questions(self.package.vocab, questions, config.max_question_tokens)
-        logits = self.package.model(images, tokens.to(self.device), lengths)
-        return torch.softmax(logits.float() / config.temperature, dim=-1).cpu()
+        model = self.package.model
+        maps = None
+        if features and hasattr(model, "forward_with_features"):
+            logits, maps = model.forward_with_features(images, tokens.to(self.device), lengths)
+        else:
+            logits = model(images, tokens.to(self.device), lengths)
+        return torch.softmax(logits.float() / config.temperature, dim=-1).cpu(), maps
 
     def predict_batch(
         self, images: torch.Tensor, questions: Sequence[str], *, top_k: int = 3
     ) -> list[Prediction]:
-        """One ``Prediction`` per (image, question) pair, in order."""
-        probs = self.probabilities(images, questions)
+        """One ``Prediction`` per (image, question) pair, in order, each with the checks' verdict."""
+        probs, maps = self.probabilities_and_features(images, questions, features=self.checks.wants_features)
         if probs.shape[0] != len(questions):
             raise RuntimeError(f"model returned {probs.shape[0]} rows for {len(questions)} inputs")
         k = max(1, min(top_k, probs.shape[1]))
@@ -64,7 +85,7 @@ class Predictor:
                 Candidate(answers[i], round(v, 6)) for v, i in zip(row_values, row_indices, strict=True)
             )
             predictions.append(Prediction(candidates[0].answer, candidates[0].confidence, candidates))
-        return predictions
+        return self.checks.apply(predictions, questions, maps)  # the answer checks' hook
 
     def predict(self, image: bytes, question: str, *, top_k: int = 3) -> Prediction:
         """Answer one question about one encoded image (PNG, JPEG, ...)."""

@@ -3,7 +3,10 @@
     python -m vqa_engine.train --out my-model      # default: a new folder under runs/
 
 Seeded: the same command, seed and thread count give the same weights. A slice of the training
-images (not questions: no image is shared) is held out to pick the softmax temperature.
+images (not questions: no image is shared) is held out to pick the softmax temperature. The
+package also records what the answer checks need (``vqa_engine.calibrate``): statistics of the
+image encoder's features over the training images, calibrated on a held-out share of them, and
+the answers each training question form was trained to give.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from vqa_engine.calibrate import fit_image_statistics
 from vqa_engine.easyvqa import Split, answer_space, load_split
 from vqa_engine.model import ModularVQA
 from vqa_engine.model_config import FUSIONS, IMAGE_ENCODERS, QUESTION_ENCODERS, ModelConfig
 from vqa_engine.package import CARD_FILE, WEIGHTS_FILE, save_package
 from vqa_engine.predictor import encode_questions
+from vqa_engine.question_check import QuestionForms
 from vqa_engine.vocab import Vocabulary
 
 #: where a run without --out writes: a new folder each time, never the bundled model
@@ -43,6 +48,10 @@ def new_run_folder(runs: Path = RUNS_DIR, *, now: float | None = None) -> Path:
         folder = runs / f"easy-vqa-{stamp}-{n}"
         n += 1
     return folder
+
+
+#: what the training pictures look like, for "this picture doesn't look like the ones I was trained on (…)"
+TRAINING_IMAGES = "one coloured shape on a plain background"
 
 
 @dataclass
@@ -209,6 +218,19 @@ def train(options: TrainOptions) -> TrainResult:
 
     temperature = fit_temperature(val_logits, labels[val_idx])  # the last epoch's logits
     model.config = replace(config, temperature=temperature)
+    model.eval()
+    used_images = torch.unique(data.image_rows)
+    familiarity = fit_image_statistics(
+        model,
+        data.images[used_images],
+        seed=options.seed,
+        source=f"easy-VQA train split ({len(used_images):,} pictures)",
+    )
+    forms = QuestionForms.build(
+        (data.questions[i] for i in train_idx.tolist()),
+        (data.answers[i] for i in train_idx.tolist()),
+        answers,
+    )
     seconds = time.perf_counter() - started
     result = TrainResult(
         package=options.out,
@@ -220,7 +242,7 @@ def train(options: TrainOptions) -> TrainResult:
         parameters=model.num_parameters(),
         weights_bytes=0,
     )
-    save_package(options.out, model, vocab, answers)
+    save_package(options.out, model, vocab, answers, familiarity=familiarity, question_forms=forms)
     # the card quotes the weights' size, known once they are written
     result.weights_bytes = (options.out / WEIGHTS_FILE).stat().st_size
     (options.out / CARD_FILE).write_text(render_card(options, result, model.config), encoding="utf-8")
@@ -235,6 +257,7 @@ license: mit
 library_name: vqa-chat
 tags: [visual-question-answering, easy-vqa]
 datasets: [easy-vqa]
+training_images: {TRAINING_IMAGES}
 ---
 # {options.out.name}
 
@@ -267,10 +290,20 @@ Validation accuracy {result.val_accuracy:.2%}.
 Run `python -m vqa_engine.evaluate {options.out} --update-card` to fill this section.
 <!-- evaluation:end -->
 
+## Answer checks
+`familiarity.safetensors` holds statistics of the image encoder's features over the training
+pictures (fitted on 80% of them, calibrated on the other 20%, chosen by seed {options.seed});
+`question_forms.json` the answers each training question form got. With them an answer is marked
+as a guess (`abstain`) when the picture is unlike the training pictures, the question has words
+the model never learned, or the answer's type does not fit the question.
+<!-- checks:start -->
+Run `python -m vqa_engine.evaluate {options.out} --ood DIR --update-card` to fill this section.
+<!-- checks:end -->
+
 ## Limits
 It knows only easy-VQA's world: one shape (circle, rectangle, triangle) in one of eight colours.
-On photographs it still answers from those 13 answers; the confidence is calibrated only on
-easy-VQA-like images.
+On photographs it still picks from those 13 answers, with high confidence; the answer checks
+mark such answers as guesses. The confidence is calibrated only on easy-VQA-like images.
 """
 
 

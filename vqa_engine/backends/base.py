@@ -16,10 +16,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image
 
+from vqa_engine.checks import AnswerChecks
+from vqa_engine.checks_options import CheckOptions
 from vqa_engine.model_info import ModelInfo
 from vqa_engine.prediction import Candidate, Prediction
 from vqa_engine.preprocess import ImageLimits, clean_question, decode_image
@@ -75,6 +78,15 @@ class Backend(ABC):
     info: ModelInfo
     #: the answer list a classifier scores (the columns of its ``DenseScores``); None if generative
     answers: Sequence[str] | None = None
+    #: the package folder it was loaded from (None: built in memory, or an ensemble)
+    folder: Path | None = None
+    #: when an answer is only a guess (``use_checks``); by default the confidence rule alone
+    checks: AnswerChecks = AnswerChecks.confidence_only(CheckOptions())
+
+    def use_checks(self, options: CheckOptions) -> None:
+        """Judge answers under ``options``. Our packages bring image statistics and question
+        forms; other models get the confidence rule."""
+        self.checks = AnswerChecks.confidence_only(options)
 
     def preprocess(self, data: bytes, limits: ImageLimits = ImageLimits()) -> object:
         """Untrusted bytes -> this model's input for one image; raises a ``VQAInputError``
@@ -99,7 +111,7 @@ class Backend(ABC):
         rows = score_rows(scores)
         if rows != len(questions):
             raise RuntimeError(f"model returned {rows} rows for {len(questions)} inputs")
-        return to_predictions(scores, top_k)
+        return self.checks.apply(to_predictions(scores, top_k), questions)
 
     def predict(
         self, image: bytes, question: str, *, top_k: int = 3, limits: ImageLimits = ImageLimits()

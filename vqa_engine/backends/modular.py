@@ -9,8 +9,11 @@ import torch
 from PIL import Image
 
 from vqa_engine.backends.base import Backend, DenseScores
+from vqa_engine.checks import AnswerChecks
+from vqa_engine.checks_options import CheckOptions
 from vqa_engine.model_info import ModelInfo
 from vqa_engine.package import ModelPackage
+from vqa_engine.prediction import Prediction
 from vqa_engine.predictor import Predictor
 from vqa_engine.preprocess import image_to_pixels
 from vqa_engine.vocab import tokenize
@@ -30,7 +33,9 @@ class ModularBackend(Backend):
 
     def __init__(self, package: ModelPackage, *, quantize: str = "none") -> None:
         self.package = package
+        self.folder = package.path
         self.predictor = Predictor(package)
+        self.checks = self.predictor.checks
         self.answers = package.answers
         if quantize == "int8":
             log.warning(INT8_REFUSED, package.model_id)
@@ -48,6 +53,19 @@ class ModularBackend(Backend):
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
         return image_to_pixels(image, self.package.config)  # (3, S, S) uint8
+
+    def use_checks(self, options: CheckOptions) -> None:
+        """The package's own checks: image familiarity (when it has statistics), its vocabulary
+        and question forms, and the confidence rule."""
+        self.checks = self.predictor.checks = AnswerChecks.for_package(self.package, options)
+
+    def predict_batch(
+        self, inputs: Sequence[object], questions: Sequence[str], *, top_k: int = 3
+    ) -> list[Prediction]:
+        """The predictor's pass: answers and, in the same forward pass, the image features the
+        familiarity check reads."""
+        pixels = torch.stack(list(inputs))  # type: ignore[arg-type]
+        return self.predictor.predict_batch(pixels, questions, top_k=top_k)
 
     def scores(self, inputs: Sequence[object], questions: Sequence[str], *, top_k: int) -> DenseScores:
         pixels = torch.stack(list(inputs))  # type: ignore[arg-type]

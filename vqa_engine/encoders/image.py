@@ -27,9 +27,21 @@ class SmallCNN(nn.Module):
             in_ch = out_ch
         self.body = nn.Sequential(*stages)
         self.out_channels = in_ch
+        self.stage_channels = tuple(channels)  # of each map ``feature_maps`` returns
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)  # (B, C, H / 2**stages, W / 2**stages)
+
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Every stage's output, first to last (the last is ``forward``'s): what the image
+        familiarity statistics describe. The same modules in the same order, so no extra cost."""
+        maps = []
+        x = images
+        for i, layer in enumerate(self.body):
+            x = layer(x)
+            if i % 3 == 2:  # after each conv+BN+ReLU stage
+                maps.append(x)  # (B, C_i, H / 2**(i+1), W / 2**(i+1))
+        return maps
 
 
 class TorchvisionBackbone(nn.Module):
@@ -49,6 +61,11 @@ class TorchvisionBackbone(nn.Module):
             self.out_channels = 576
         else:
             raise ValueError(f"unknown torchvision backbone {name!r}")
+        self.stage_channels = (self.out_channels,)  # of each map ``feature_maps`` returns
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)  # (B, C, H / 32, W / 32)
+
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The last feature map only (the backbones' inner stages are not split out)."""
+        return [self.body(images)]

@@ -1,0 +1,158 @@
+"""Decide, per answer, whether it may be shown as an answer or only as a guess.
+
+Runs on the inference thread, inside the batch, after the forward pass that produced both the
+answers and the image features: it adds ``abstain``, ``reason``, ``unknown_words`` and
+``familiarity`` to each ``Prediction`` and changes nothing else. Reasons, first that applies:
+
+1. ``unfamiliar_image``: familiarity under ``min_image_familiarity`` (``vqa_engine.familiarity``).
+2. ``unknown_words``: a content word outside the vocabulary, or no known word at all.
+3. ``answer_type``: an answer the question's form was never trained to give.
+4. ``low_confidence``: the best answer's probability under ``min_confidence``.
+
+Packages without image statistics (seed packages, other backends, or a model that cannot return
+its features) get ``familiarity: null`` and no image check: then only the confidence rule speaks
+for the picture (the maximum-softmax baseline), which ``describe()`` says for ``/health``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import torch
+
+from vqa_engine.checks_options import CheckOptions
+from vqa_engine.familiarity import FamiliarityModel, describe_images
+from vqa_engine.prediction import Prediction, Reason
+from vqa_engine.question_check import QuestionChecker, QuestionForms
+
+if TYPE_CHECKING:
+    from vqa_engine.package import ModelPackage
+
+
+class AnswerChecks:
+    """The checks for one model, with the options they run under."""
+
+    def __init__(
+        self,
+        options: CheckOptions,
+        *,
+        vocabulary: Iterable[str],
+        answers: Sequence[str],
+        familiarity: FamiliarityModel | None = None,
+        question_forms: QuestionForms | None = None,
+        read_questions: bool = True,
+    ) -> None:
+        self.options = options
+        self.familiarity = familiarity
+        #: None: the model's words are not ours to judge (a transformers tokenizer knows ~30k)
+        self.questions = QuestionChecker(vocabulary, answers, question_forms) if read_questions else None
+
+    @classmethod
+    def for_package(cls, package: ModelPackage, options: CheckOptions) -> AnswerChecks:
+        """The checks a loaded package supports (image statistics and question forms when present)."""
+        return cls(
+            options,
+            vocabulary=package.vocab.tokens,
+            answers=package.answers,
+            familiarity=package.familiarity,
+            question_forms=package.question_forms,
+        )
+
+    @classmethod
+    def confidence_only(cls, options: CheckOptions) -> AnswerChecks:
+        """For models without our package's statistics and vocabulary (transformers, ONNX,
+        ensembles): only the confidence rule judges their answers."""
+        return cls(options, vocabulary=(), answers=(), read_questions=False)
+
+    @property
+    def wants_features(self) -> bool:
+        """Whether the forward pass should hand over the image features (only then do they cost)."""
+        return self.options.answer_checks and self.familiarity is not None
+
+    @property
+    def image_check(self) -> str:
+        """``familiarity`` (the package's statistics) or ``confidence`` (the fallback rule)."""
+        return "familiarity" if self.familiarity is not None else "confidence"
+
+    def describe(self) -> str:
+        """One line for ``/health``: which image check is in use, and its thresholds."""
+        o = self.options
+        if not o.answer_checks:
+            return "answer checks: off (ANSWER_CHECKS=false)"
+        if self.familiarity is None:
+            image = (
+                "image check: none (the model package has no image statistics); "
+                f"answers under {o.min_confidence:.0%} confidence are guesses"
+            )
+        else:
+            info = self.familiarity.info
+            image = (
+                f"image check: the package's familiarity statistics ({info.get('clusters', '?')} clusters, "
+                f"{info.get('pictures_fitted', '?')} training pictures), "
+                f"unfamiliar below {o.min_image_familiarity:g}"
+            )
+        if self.questions is None:
+            return f"{image}; question check: none (not our vocabulary)"
+        forms = "recorded question forms" if self.questions.forms is not None else "the yes/no rule only"
+        return f"{image}; question check: vocabulary and {forms}; low confidence below {o.min_confidence:.0%}"
+
+    @torch.inference_mode()
+    def image_familiarity(self, feature_maps: Sequence[torch.Tensor] | None) -> list[float] | None:
+        """Familiarity of each picture whose stage feature maps are given (None: no statistics)."""
+        if self.familiarity is None or feature_maps is None:
+            return None
+        descriptors = describe_images(feature_maps).cpu()
+        if descriptors.shape[1] != self.familiarity.size:
+            raise RuntimeError(
+                f"the image statistics describe {self.familiarity.size} features, the model gives "
+                f"{descriptors.shape[1]}"
+            )
+        return self.familiarity.familiarity(self.familiarity.scores(descriptors))
+
+    def apply(
+        self,
+        predictions: Sequence[Prediction],
+        questions: Sequence[str],
+        feature_maps: Sequence[torch.Tensor] | None = None,
+    ) -> list[Prediction]:
+        """The predictions with their verdicts; question b is about picture b of the maps."""
+        if not self.options.answer_checks:
+            return list(predictions)
+        familiarity = self.image_familiarity(feature_maps)
+        judged = []
+        for row, (prediction, question) in enumerate(zip(predictions, questions, strict=True)):
+            image = familiarity[row] if familiarity is not None else None
+            reason = self._reason(prediction, question, image)
+            judged.append(
+                replace(
+                    prediction,
+                    abstain=reason is not None,
+                    reason=reason,
+                    unknown_words=self.questions.read(question).unknown_words if self.questions else (),
+                    familiarity=image,
+                )
+            )
+        return judged
+
+    def question_reason(self, prediction: Prediction, question: str) -> Reason | None:
+        """What the question checks alone say: ``unknown_words``, ``answer_type`` or None."""
+        o = self.options
+        if self.questions is None:
+            return None
+        reading = self.questions.read(question)
+        if o.check_unknown_words and (reading.unknown_words or not reading.knows_any_word):
+            return "unknown_words"
+        if o.check_answer_type and not reading.answer_fits(prediction.answer):
+            return "answer_type"
+        return None
+
+    def _reason(self, prediction: Prediction, question: str, familiarity: float | None) -> Reason | None:
+        o = self.options
+        if familiarity is not None and familiarity < o.min_image_familiarity:
+            return "unfamiliar_image"
+        reason = self.question_reason(prediction, question)
+        if reason is None and prediction.confidence < o.min_confidence:
+            reason = "low_confidence"
+        return reason
