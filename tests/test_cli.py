@@ -192,3 +192,15 @@ def test_no_token_exits_non_zero_naming_the_variables() -> None:
 
 def test_bundled_model_exists() -> None:
     assert (BUNDLED_MODEL / "model.safetensors").stat().st_size <= 1_000_000
+
+
+def test_a_picture_unlike_the_training_pictures_is_answered_honestly() -> None:
+    cat = ROOT / "benchmarks" / "ood" / "photos" / "chelsea.jpg"
+    result = run_main("ask", str(cat), "what animal is this?")
+    assert result.returncode == 0, result.stderr.decode()
+    text = result.stdout.decode().strip()
+    assert text.startswith(
+        "This picture doesn't look like the ones I was trained on (one coloured shape on a plain "
+        "background), so I can't answer that reliably. My best guess: "
+    )
+    assert "confident" not in text

@@ -15,7 +15,7 @@ import pytest
 
 from bots import replies
 from bots.core import ChatCore, extract_question
-from bots.events import ChatEvent, Command, ImageRef, Outcome
+from bots.events import Button, ChatEvent, Command, ImageRef, Outcome, Press
 from bots.memory import ImageMemory
 from bots.prediction_log import PredictionLog
 from bots.ratelimit import MemoryRateLimiter
@@ -568,3 +568,74 @@ async def test_help_health_and_stats(engine: VQAEngine, tmp_path: Path) -> None:
     assert "images remembered for follow-ups: 1" in stats.text
     assert refused is not None and (refused.text, refused.private) == (replies.NOT_ADMIN, True)
     assert len(entries) == 2  # commands are not questions
+
+
+# -- honest answers ---------------------------------------------------------------------------
+
+CAT = (ROOT / "benchmarks" / "ood" / "photos" / "chelsea.jpg").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("image", "question", "reason", "text"),
+    [
+        (
+            "cat",
+            "what animal is this?",
+            "unfamiliar_image",
+            "This picture doesn't look like the ones I was trained on (one coloured shape on a plain "
+            "background), so I can't answer that reliably. My best guess: ",
+        ),
+        ("yellow", "is it a dog?", "unknown_words", "I don't know the word ‘dog’, so I can't answer that"),
+        ("red", "is the shape red?", "answer_type", "I wasn't trained to answer that kind of question, so"),
+        ("red", "🤔🤔", "unknown_words", "I don't understand that question: none of its words are ones I"),
+    ],
+)
+async def test_a_question_beyond_the_model_gets_an_honest_reply_and_a_guess(
+    engine: VQAEngine, tmp_path: Path, image: str, question: str, reason: str, text: str
+) -> None:
+    core = make_core(engine, tmp_path)
+    downloads = Downloads(cat=CAT, yellow=example("yellow_circle"), red=example("red_triangle"))
+    reply = await core.handle(event(downloads, question, downloads.ref(image)))
+    [entry] = finish(core, tmp_path)
+    assert reply is not None and reply.text.startswith(text)
+    [prediction] = reply.predictions
+    assert reply.text.endswith(f"My best guess: {prediction.answer}.")
+    assert "sure" not in reply.text  # never a bare confident answer
+    assert (entry["abstain"], entry["reason"]) == (True, reason)
+
+
+async def test_the_chart_of_a_guess_carries_its_notice(engine: VQAEngine, tmp_path: Path) -> None:
+    core = make_core(engine, tmp_path)
+    downloads = Downloads(cat=CAT)
+    reply = await core.handle(event(downloads, "what shape is in the image?", downloads.ref("cat")))
+    assert reply is not None and reply.request_id is not None
+    answered = core.feedback.recall(reply.request_id)
+    assert answered is not None and answered.notice == reply.text
+    chart = await core.handle(event(downloads, press=Press(Button.CHART, reply.request_id)))
+    assert chart is not None and chart.image is not None and chart.outcome is Outcome.CHART
+
+
+async def test_about_and_help_describe_the_model_from_its_package(engine: VQAEngine, tmp_path: Path) -> None:
+    core = make_core(engine, tmp_path, admins=frozenset({("telegram", "1")}))
+    downloads = Downloads()
+    about = await core.handle(event(downloads, command=Command.ABOUT))
+    help_ = await core.handle(event(downloads, command=Command.START))
+    health = await core.handle(event(downloads, user="1", command=Command.HEALTH))
+    assert about is not None and about.text.splitlines() == [
+        "About the model: easy-vqa-film",
+        "Trained on pictures of one coloured shape on a plain background (easy-vqa).",
+        "It answers questions like:",
+        "• “what color is the shape?” → black, blue, brown, gray, green, red, teal, yellow",
+        "• “what shape is in the image?” → circle, rectangle, triangle",
+        "• “is a teal shape present?” → no, yes",
+        "It knows 26 words; questions with others get an honest “I don't know”.",
+        "Measured: 99.99% right on the 9,673 questions of easy-vqa's test split.",
+        "When a picture doesn't look like its training pictures, or a question uses words it never "
+        "learned, it says so and gives its answer only as a guess.",
+    ]
+    assert help_ is not None and help_.text.startswith(
+        "I answer questions about pictures of one coloured shape on a plain background, like "
+        "“what color is the shape?”"
+    )
+    assert health is not None
+    assert "image check: the package's familiarity statistics (24 clusters" in health.text

@@ -323,3 +323,12 @@ async def test_an_answer_has_a_chart_button_and_feedback_buttons(bot: Bot) -> No
         assert picture.format == "PNG"
     assert (thanks.content, thanks.ephemeral) == ("Thanks for the 👍!", True)
     assert [(e["outcome"], e.get("feedback")) for e in entries] == [("answered", None), ("feedback", "good")]
+
+
+async def test_about_describes_the_model(bot: Bot) -> None:
+    fake = bot.fake
+    interaction = fake.interaction("about", ALICE, channel_id=CHANNEL)
+    response = await fake.wait_for_interaction_response(interaction["id"])
+    await bot.finish()
+    assert response.content is not None and response.content.startswith("About the model: easy-vqa-film")
+    assert "Trained on pictures of one coloured shape on a plain background" in response.content

@@ -722,3 +722,21 @@ async def test_a_button_under_a_forgotten_answer_says_so(bot: Bot) -> None:
     await bot.finish()
     assert toast.params["text"] == replies.BUTTON_EXPIRED
     assert fake.replies(USER) == [answer]  # nothing sent to the chat
+
+
+# -- honest answers and /about -----------------------------------------------------------------
+
+
+async def test_a_photo_unlike_the_training_pictures_gets_a_guess_not_an_answer(bot: Bot) -> None:
+    cat = (ROOT / "benchmarks" / "ood" / "photos" / "chelsea.jpg").read_bytes()
+    bot.fake.send_photo(USER, USER, {(90, 90): cat, (320, 320): cat}, caption="what animal is this?")
+    reply = await bot.reply(USER)
+    fake_about = bot.fake.send_text(USER, USER, "/about")
+    about = await bot.reply(USER)
+    [entry] = await bot.finish()
+    assert reply.text is not None
+    assert reply.text.startswith("This picture doesn't look like the ones I was trained on (one coloured")
+    assert reply.text.endswith(f"My best guess: {entry['answer']}.")
+    assert (entry["abstain"], entry["reason"]) == (True, "unfamiliar_image")
+    assert about.reply_to_message_id == fake_about["message_id"]
+    assert about.text is not None and about.text.startswith("About the model: easy-vqa-film")
