@@ -119,7 +119,7 @@ async def run(users: int, questions: int) -> dict[str, object]:
             fakes = json.loads(await child.stdout.readline())
             tg, dc = fakes["telegram"], fakes["discord"]
             point_at(dc["DISCORD_API_BASE"], dc["DISCORD_GATEWAY_URL"])
-            adapters = [
+            adapters: list[TelegramAdapter | DiscordAdapter] = [
                 TelegramAdapter(
                     core,
                     token=tg["TELEGRAM_TOKEN"],

@@ -197,7 +197,7 @@ def decode_costs(package: ModelPackage, runs: int = 30) -> dict[str, float]:
 
 
 def summarise(
-    clients: int, rounds: list[tuple[dict[str, float], dict[str, float], float, float]]
+    clients: int, rounds: list[tuple[dict[str, float], dict[str, float], float, float, float, float]]
 ) -> dict[str, object]:
     """Medians over the rounds; the ratios are medians of per-round ratios."""
 

@@ -29,6 +29,7 @@ from vqa_engine import (
     InferenceError,
     InvalidQuestionError,
     ModelPackageError,
+    Prediction,
     UnsupportedImageError,
     VQAEngine,
 )
@@ -217,6 +218,7 @@ async def test_bad_images_fail_only_their_own_requests(gated: tuple[VQAEngine, G
     open_gate(model)
     blue, broken, green, document, empty_question = await pending
     await first
+    assert isinstance(blue, Prediction) and isinstance(green, Prediction)
     assert (blue.answer, green.answer) == ("blue", "green")
     assert isinstance(broken, CorruptImageError)
     assert str(broken) == "the image file is damaged or incomplete; please send it again"
@@ -247,6 +249,7 @@ async def test_a_failing_batch_is_retried_alone_and_only_the_culprit_fails(
             blue, poisoned, yellow = await pending
         await first
         stats = engine.stats()
+    assert isinstance(blue, Prediction) and isinstance(yellow, Prediction)
     assert (blue.answer, yellow.answer) == ("blue", "yellow")
     assert isinstance(poisoned, InferenceError)
     assert str(poisoned) == "the model could not answer that one; please try another image or question"
@@ -479,8 +482,9 @@ async def test_stats_describe_the_engine(gated: tuple[VQAEngine, GatedModel]) ->
         "closed": 0,
     }
     assert stats["batches"] == 2
-    assert stats["latency_p50_ms"] is not None and stats["latency_p95_ms"] >= stats["latency_p50_ms"]
-    assert stats["memory_rss_mb"] > 10
+    p50, p95, rss = stats["latency_p50_ms"], stats["latency_p95_ms"], stats["memory_rss_mb"]
+    assert isinstance(p50, float) and isinstance(p95, float) and p95 >= p50
+    assert isinstance(rss, float) and rss > 10
     assert stats["queue_depth"] == 0 and stats["in_flight"] == 0
 
 

@@ -179,7 +179,9 @@ async def test_many_chats_at_once_are_answered_exactly_once(fake: FakeTelegram) 
     assert len(fake.sent) == 60  # the Application has stopped: nothing more can come
     for chat in chats:
         replies = fake.replies(chat)
-        assert sorted(r.reply_to_message_id for r in replies) == [m["message_id"] for m in injected[chat]]
+        assert sorted(r.reply_to_message_id or 0 for r in replies) == [
+            m["message_id"] for m in injected[chat]
+        ]
 
 
 async def test_an_inline_keyboard_button_press(fake: FakeTelegram) -> None:

@@ -119,6 +119,11 @@ def hub_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     return run(["-m", "vqa_engine.hub", *args], {**env, "PYTHONPATH": str(ROOT)})
 
 
+def hub_calls(hub: FakeHub) -> list[HubRecord]:
+    """Every request the fake Hub has recorded so far (each one a ``HubRecord``)."""
+    return [r for r in hub.calls if isinstance(r, HubRecord)]
+
+
 def many(script: str, env: dict[str, str], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Run ``cases`` through ``script`` in one child: one JSON line per case (and any trailer)."""
     result = run(["-c", script, json.dumps(cases), str(IMAGE), QUESTION], {**env, "PYTHONPATH": str(ROOT)})
@@ -233,7 +238,7 @@ def first_asks(hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Asked:
     private = child_env(hub.url, cache, MODEL_REPO_ID="org/private")
     hub.clear_calls()
     results = run_together(lambda: ask(public), lambda: ask(private))
-    return Asked(dict(zip(["public", "private"], results, strict=True)), hub.calls[:], cache)
+    return Asked(dict(zip(["public", "private"], results, strict=True)), hub_calls(hub), cache)
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +248,7 @@ def warm_asks(hub: FakeHub, warm_cache: Path, down_hub_url: str) -> Asked:
     down = child_env(down_hub_url, warm_cache, MODEL_REPO_ID="org/film", HF_TOKEN=TOKEN)
     hub.clear_calls()
     results = run_together(lambda: ask(offline, "--json"), lambda: ask(down, "--json"))
-    return Asked(dict(zip(["offline", "down"], results, strict=True)), hub.calls[:], warm_cache)
+    return Asked(dict(zip(["offline", "down"], results, strict=True)), hub_calls(hub), warm_cache)
 
 
 def test_ask_downloads_only_the_package_and_answers(hub: FakeHub, first_asks: Asked) -> None:
@@ -315,7 +320,7 @@ def pushed(hub: FakeHub, packages: dict[str, Path], tmp_path_factory: pytest.Tem
 def loaded(hub: FakeHub, pushed: Pushed, tmp_path_factory: pytest.TempPathFactory) -> Results:
     """load_model + one prediction for each case, in one child (torch starts once)."""
     pinned = hub.repos["org/pinned"]
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "main": {"repo": "org/pinned"},
         "branch v1": {"repo": "org/pinned", "revision": "v1"},
         "commit of v1": {"repo": "org/pinned", "revision": pinned.refs["v1"]},
@@ -387,7 +392,7 @@ class Resolved:
 @pytest.fixture(scope="module")
 def resolved(hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Resolved:
     """resolve_model for each case, in one child that never needs torch."""
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "private with token": {"repo": "org/private", "token": True},
         "private without token": {"repo": "org/private"},
         "wrong token": {"repo": "org/private", "token": True, "wrong": True},
@@ -402,7 +407,7 @@ def resolved(hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Resolved
     hub.clear_calls()
     env = child_env(hub.url, tmp_path_factory.mktemp("resolved") / "cache")
     *results, trailer = many(RESOLVE, env, list(cases.values()))
-    return Resolved(dict(zip(cases, results, strict=True)), hub.calls[:], trailer["torch imported"])
+    return Resolved(dict(zip(cases, results, strict=True)), hub_calls(hub), trailer["torch imported"])
 
 
 def test_private_repo_with_a_token(hub: FakeHub, resolved: Resolved) -> None:

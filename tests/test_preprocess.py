@@ -61,8 +61,9 @@ def noise(size: tuple[int, int] = (64, 64), seed: int = 0) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), mode="RGB")
 
 
-def assert_close(pixel: tuple[int, ...], expected: tuple[int, ...], tol: int = 12) -> None:
-    assert len(pixel) == len(expected)
+def assert_close(pixel: object, expected: tuple[int, ...], tol: int = 12) -> None:
+    """``pixel`` as ``Image.getpixel`` gives it (a tuple for RGB images)."""
+    assert isinstance(pixel, tuple) and len(pixel) == len(expected), (pixel, expected)
     assert all(abs(a - b) <= tol for a, b in zip(pixel, expected, strict=True)), (pixel, expected)
 
 
@@ -154,7 +155,9 @@ def test_cmyk_jpeg_keeps_its_colour() -> None:
     assert Image.open(io.BytesIO(data)).mode == "CMYK"  # the case under test really is CMYK
     decoded = decode_image(data)
     assert_rgb(decoded, (30, 20))
-    red, green, blue = decoded.getpixel((15, 10))
+    pixel = decoded.getpixel((15, 10))
+    assert isinstance(pixel, tuple)
+    red, green, blue = pixel
     assert red > 200
     assert green < 60
     assert blue < 60
@@ -260,7 +263,7 @@ def test_exif_orientation_survives_jpeg_draft() -> None:
 def test_animation_gives_the_first_frame(fmt: str, options: dict[str, object]) -> None:
     frames = [solid(color, (20, 20)) for color in (RED, GREEN, BLUE)]
     data = encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0, **options)
-    assert Image.open(io.BytesIO(data)).n_frames == 3
+    assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 3
     decoded = decode_image(data)
     assert_rgb(decoded, (20, 20))
     assert decoded.getpixel((10, 10)) == RED
