@@ -6,9 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from vqa_engine.config_json import FORMAT_VERSION, parse_config
 from vqa_engine.errors import ModelPackageError
 
-FORMAT_VERSION = 1
 MODEL_TYPE = "modular-vqa"
 
 IMAGE_ENCODERS = ("cnn", "resnet18", "mobilenet_v3_small")
@@ -78,23 +78,11 @@ class ModelConfig:
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Parse ``config.json``; raises ``ModelPackageError`` for a newer format or unknown keys."""
-        if not isinstance(data, dict):
-            raise ModelPackageError("config.json must hold a JSON object")
-        data = dict(data)
-        version = data.pop("format_version", FORMAT_VERSION)
-        model_type = data.pop("model_type", MODEL_TYPE)
-        if model_type != MODEL_TYPE:
-            raise ModelPackageError(f"config.json: model_type {model_type!r} is not {MODEL_TYPE!r}")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ModelPackageError(
-                f"config.json: format_version {version!r} is newer than this version of vqa-chat "
-                f"understands ({FORMAT_VERSION}); upgrade vqa-chat"
-            )
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ModelPackageError(f"config.json: unknown keys {', '.join(unknown)}")
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as exc:
-            raise ModelPackageError(f"config.json: {exc}") from exc
+        if isinstance(data, dict) and "model_type" not in data:
+            data = {**data, "model_type": MODEL_TYPE}  # our first packages did not say
+        return parse_config(
+            cls,
+            data,
+            model_type=MODEL_TYPE,
+            wrong_type=f"config.json: model_type {{found!r}} is not {MODEL_TYPE!r}",
+        )

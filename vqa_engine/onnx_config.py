@@ -16,11 +16,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from vqa_engine.config_json import FORMAT_VERSION, parse_config
 from vqa_engine.errors import ModelPackageError
 
 ONNX_FILE = "model.onnx"
 ONNX_MODEL_TYPE = "onnx-vqa"
-FORMAT_VERSION = 1
 OUTPUTS = ("softmax", "sigmoid")
 
 
@@ -66,29 +66,12 @@ class OnnxConfig:
     @classmethod
     def from_json_dict(cls, data: Any) -> OnnxConfig:
         """Parse ``config.json``; raises ``ModelPackageError`` naming the key at fault."""
-        if not isinstance(data, dict):
-            raise ModelPackageError("config.json must hold a JSON object")
-        data = dict(data)
-        version = data.pop("format_version", FORMAT_VERSION)
-        model_type = data.pop("model_type", None)
-        if model_type != ONNX_MODEL_TYPE:
-            raise ModelPackageError(
-                f'config.json beside model.onnx must say "model_type": "{ONNX_MODEL_TYPE}" '
-                f"(it says {model_type!r})"
-            )
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ModelPackageError(
-                f"config.json: format_version {version!r} is newer than this version of vqa-chat "
-                f"understands ({FORMAT_VERSION}); upgrade vqa-chat"
-            )
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ModelPackageError(
-                f"config.json: unknown keys {', '.join(unknown)} (an ONNX package's config.json knows "
-                f"{', '.join(sorted(known))})"
-            )
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as exc:
-            raise ModelPackageError(f"config.json: {exc}") from exc
+        known = ", ".join(f.name for f in dataclasses.fields(cls))
+        return parse_config(
+            cls,
+            data,
+            model_type=ONNX_MODEL_TYPE,
+            wrong_type=f'config.json beside model.onnx must say "model_type": "{ONNX_MODEL_TYPE}" '
+            "(it says {found!r})",
+            unknown_hint=f" (an ONNX package's config.json knows {known})",
+        )
