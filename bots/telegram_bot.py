@@ -243,6 +243,8 @@ class TelegramAdapter:
         """
         if not self.receiving:
             raise NotReceiving
+        if not isinstance(data.get("update_id"), int):
+            raise BadUpdate("no update_id")
         try:
             update = Update.de_json(data, self.app.bot)
         except Exception as exc:

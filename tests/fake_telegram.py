@@ -67,7 +67,7 @@ from tests.loopback import DOWNLOAD, Failure, LoopbackServer
 
 JSON = dict[str, Any]
 
-#: what the fake records each webhook delivery under (params: update_id and url)
+#: what the fake records each webhook delivery under (params: the update, and the url)
 WEBHOOK = "webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 DEFAULT_PHOTO_SIZES: tuple[tuple[int, int], ...] = ((90, 90), (320, 320), (800, 800))
@@ -324,7 +324,7 @@ class FakeTelegram(LoopbackServer):
                 status = response.status
         except (aiohttp.ClientError, OSError, TimeoutError):
             status = 0
-        self.record(WEBHOOK, {"update_id": update.get("update_id"), "url": url}, status)
+        self.record(WEBHOOK, {"update": update, "url": url}, status)
         return status
 
     async def _deliver(self, update: JSON) -> None:
