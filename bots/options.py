@@ -172,10 +172,17 @@ class DiscordOptions(BaseModel):
         description="the shards this process runs, e.g. 0,1 (needs DISCORD_SHARD_COUNT); empty: all of them",
     )
 
-    @field_validator("discord_api_base", "discord_gateway_url", "discord_shard_count", mode="before")
+    @field_validator("discord_api_base", "discord_gateway_url", mode="before")
     @classmethod
     def _blank_discord_url_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("discord_shard_count", mode="before")
+    @classmethod
+    def _shard_count_text(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
 
     @field_validator("discord_shard_count")
     @classmethod

@@ -18,6 +18,7 @@ from bots.ratelimit import MemoryRateLimiter
 from bots.user_queue import UserQueue
 from tests.conftest import BUNDLED_MODEL, ROOT
 from tests.fake_discord import IDENTIFY, FakeDiscord
+from tests.web_fixture import child_env, start_child
 from vqa_engine import VQAEngine
 from vqa_engine.package import load_package
 
@@ -132,3 +133,28 @@ async def test_a_process_runs_only_its_shard_ids(tmp_path: Path) -> None:
     assert identified_shards(fake) == [[1, 2]]  # shard 0 is another process's
     assert (answer.content or "").startswith("green — ")
     assert lines[0].startswith("discord shards (of 2): 1 ") and " 0 " not in lines[0]
+
+
+async def test_main_runs_the_shards_its_settings_name(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        fake.add_guild(GUILD_ON_1, "One", channels=[CHANNEL_ON_1])
+        fake.add_user(ALICE, "alice")
+        env = child_env(tmp_path, DISCORD_SHARD_COUNT="2", DISCORD_SHARD_IDS="1") | fake.env()
+        child = await start_child("python", str(ROOT / "main.py"), env=env)
+        try:
+            connected = await child.read_until("discord: connected as", timeout=120)
+            fake.send_message(
+                CHANNEL_ON_1,
+                ALICE,
+                COLOR_Q,
+                mentions_bot=True,
+                attachments=[fake.attachment(example("blue_circle"))],
+            )
+            [answer] = await fake.wait_for_message(CHANNEL_ON_1, timeout=30)
+        finally:
+            code, err = await child.stop()
+    assert code == 0, err
+    assert connected.rstrip().endswith("(shards 1 of 2)")
+    assert identified_shards(fake) == [[1, 2]]
+    assert (answer.content or "").startswith("blue — ")
+    assert fake.token not in err
