@@ -91,6 +91,7 @@ class TelegramOptions(BaseModel):
     )
 
     @field_validator(
+        "telegram_token",
         "telegram_base_url",
         "telegram_base_file_url",
         "telegram_webhook_url",
@@ -172,7 +173,7 @@ class DiscordOptions(BaseModel):
         description="the shards this process runs, e.g. 0,1 (needs DISCORD_SHARD_COUNT); empty: all of them",
     )
 
-    @field_validator("discord_api_base", "discord_gateway_url", mode="before")
+    @field_validator("discord_token", "discord_api_base", "discord_gateway_url", mode="before")
     @classmethod
     def _blank_discord_url_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

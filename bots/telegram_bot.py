@@ -37,7 +37,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatType
-from telegram.error import BadRequest, NetworkError, TelegramError
+from telegram.error import BadRequest, Conflict, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -161,6 +161,7 @@ class TelegramAdapter:
         self.webhook = webhook  # None: long polling
         self.once = once if once is not None else MemoryOnce()  # each update handled once
         self.receiving = False  # webhook updates are taken (started, not stopping)
+        self._conflict_said = False
         # updates are handled concurrently (bounded), over aiohttp (see bots/telegram_http.py)
         self._requests = (AiohttpRequest(connection_pool_size=connection_pool_size), AiohttpRequest())
         builder = (
@@ -219,7 +220,10 @@ class TelegramAdapter:
             else:
                 assert self.app.updater is not None
                 await self.app.updater.start_polling(
-                    timeout=self.poll_timeout, poll_interval=0, drop_pending_updates=False
+                    timeout=self.poll_timeout,
+                    poll_interval=0,
+                    drop_pending_updates=False,
+                    error_callback=self._polling_failed,
                 )
         except BaseException:
             self.receiving = False
@@ -233,6 +237,20 @@ class TelegramAdapter:
 
     def health(self) -> list[str]:
         return []
+
+    def _polling_failed(self, exc: TelegramError) -> None:
+        """python-telegram-bot retries a failed poll itself; say what went wrong, and once (not
+        every retry) when another process polls the same bot."""
+        if isinstance(exc, Conflict):
+            if not self._conflict_said:
+                self._conflict_said = True
+                log.error(
+                    "telegram: another process is polling this bot (%s); several replicas must "
+                    "receive updates by webhook (TELEGRAM_WEBHOOK_URL)",
+                    exc.message,
+                )
+            return
+        log.warning("telegram: polling failed (%s); retrying", exc)
 
     async def receive(self, data: dict[str, object]) -> bool:
         """One update posted to the webhook route: queued for the handlers (True), or left alone

@@ -197,3 +197,11 @@ def test_without_redis_url_nothing_is_shared() -> None:
     settings = load_settings(Settings)
     assert settings.redis_url is None and settings.redis_password is None
     assert settings.discord_shard_count is None and settings.telegram_webhook_url is None
+
+
+def test_blank_tokens_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """So that one service of a deployment can leave a platform to another (compose.yaml)."""
+    monkeypatch.setenv("TELEGRAM_TOKEN", "")
+    monkeypatch.setenv("DISCORD_TOKEN", "  ")
+    settings = load_settings(Settings)
+    assert settings.telegram_token is None and settings.discord_token is None

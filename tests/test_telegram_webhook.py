@@ -226,3 +226,33 @@ def test_webhook_settings_that_cannot_work_exit_2_naming_them(
     assert result.returncode == 2, err
     assert message in err
     assert "short" not in err.replace(message, "") and SECRET not in err
+
+
+async def test_a_second_process_polling_the_same_bot_is_named_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bots")
+    conflict = (
+        "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+    )
+    settings = load_settings(Settings, prediction_log=tmp_path / "p.jsonl")
+    async with contextlib.AsyncExitStack() as stack:
+        fake = await FakeTelegram(TOKEN).start()
+        stack.push_async_callback(fake.stop)
+        engine = await stack.enter_async_context(VQAEngine(lambda: load_package(BUNDLED_MODEL)))
+        log = stack.enter_context(PredictionLog(settings.prediction_log, salt="s"))
+        core = main.build_core(settings, engine, log, platforms=tuple)
+        adapter = TelegramAdapter(
+            core, token=TOKEN, base_url=fake.base_url, base_file_url=fake.base_file_url, poll_timeout=1
+        )
+        fake.fail_next("getUpdates", status=409, message=conflict, times=2)
+        await adapter.start()
+        stack.push_async_callback(adapter.stop)
+        fake.send_photo(USER, USER, example("blue_circle"), caption=COLOR_Q)
+        [reply] = await fake.wait_for_reply(USER, timeout=30)  # PTB retries: the conflicts passed
+    named = [
+        r.getMessage() for r in caplog.records if "another process is polling this bot" in r.getMessage()
+    ]
+    assert len(named) == 1 and "TELEGRAM_WEBHOOK_URL" in named[0]
+    assert len([c for c in fake.calls_of("getUpdates") if c.status == 409]) == 2
+    assert (reply.text or "").startswith("blue — ")
