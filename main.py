@@ -533,6 +533,7 @@ def build_front_ends(
             base_file_url=settings.telegram_base_file_url,
             min_image_side=min_image_side,
             drain_s=settings.shutdown_timeout_s,
+            flood_limit=settings.telegram_flood_limit,
             webhook=webhook,
             once=once,
         )

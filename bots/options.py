@@ -79,6 +79,12 @@ class TelegramOptions(BaseModel):
     telegram_base_file_url: str | None = Field(
         default=None, description="its file URL, e.g. http://localhost:8081/file/bot"
     )
+    telegram_flood_limit: float = Field(
+        default=30.0,
+        gt=0,
+        description="messages a second this process sends at most, to all chats together; Telegram allows "
+        "about 30 per bot, so with N replicas give each 30/N",
+    )
     telegram_webhook_url: str | None = Field(
         default=None,
         description="receive updates by webhook at this public HTTPS URL (its path is served by the HTTP "
