@@ -260,7 +260,7 @@ async def serve(settings: Settings, *, chat: bool = True, http: HttpAddress | No
             """/health's lines about the shared state and the front ends (Discord's shards)."""
             return state.health() + [line for front in front_ends.values() for line in front.health()]
 
-        metrics = build_metrics(engine, connections) if http is not None else None
+        metrics = build_metrics(engine, connections, state=state) if http is not None else None
         core = build_core(
             settings,
             engine,
@@ -452,13 +452,21 @@ def build_core(
     )
 
 
-def build_metrics(engine: VQAEngine, connections: Callable[[], dict[str, bool]]) -> Metrics:
+def build_metrics(
+    engine: VQAEngine, connections: Callable[[], dict[str, bool]], *, state: State | None = None
+) -> Metrics:
     """The process's Prometheus registry (``/metrics``), fed by the chat core and the engine."""
     from prometheus_client import CollectorRegistry
 
     from bots.web.metrics import Metrics
 
-    return Metrics(CollectorRegistry(), engine_stats=engine.stats, platforms=connections)
+    link = state.link if state is not None else None
+    return Metrics(
+        CollectorRegistry(),
+        engine_stats=engine.stats,
+        platforms=connections,
+        redis_up=(lambda: link.up) if link is not None else None,
+    )
 
 
 def build_web_server(

@@ -1,6 +1,6 @@
 """Shared state in Redis, several processes, webhooks: what they cost and what they give, in one run.
 
-    python benchmarks/shared_state.py [--users 40] [--questions 600] [--rounds 2]
+    python benchmarks/shared_state.py [--users 40] [--questions 600] [--rounds 3]
 
 Needs Debian's ``redis-server`` (started here on a free loopback port). Three measurements:
 
@@ -10,9 +10,10 @@ Needs Debian's ``redis-server`` (started here on a free loopback port). Three me
    each question takes every state call (per-user count in and out, rate limit, follow-up memory,
    the shared cache's miss and write) and a forward pass.
 2. Throughput of one ``python main.py`` process against two sharing Redis, Telegram by webhook
-   through a load balancer (round robin; and every update delivered to both replicas, as retries
-   would), closed-loop users on the loopback Bot API, every reply counted: lost and answered twice.
-   ``TELEGRAM_FLOOD_LIMIT`` is lifted here, so the figure is the machine's, not Telegram's 30/s.
+   through a load balancer (one process behind the same hop; round robin; and every update
+   delivered to both replicas, as retries would), with ``TORCH_THREADS=1`` and with torch's
+   default, closed-loop users on the loopback Bot API, every reply counted: lost and answered
+   twice. ``TELEGRAM_FLOOD_LIMIT`` is lifted here, so the figure is the machine's, not Telegram's.
 3. Update-to-reply latency, webhook against long polling: one user asking in turn, alternating
    between a webhook bot and a polling bot (two processes, two loopback Bot APIs).
 

@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from bots import replies
 from bots.web.telegram_webhook import SECRET_HEADER
@@ -99,6 +100,18 @@ class Cluster:
     async def readiness(self, name: str) -> tuple[int, dict[str, object]]:
         async with aiohttp.ClientSession() as http, http.get(f"{self.roots[name]}/readyz") as response:
             return response.status, await response.json()
+
+    async def redis_up(self, name: str) -> float:
+        """``vqa_redis_up`` on the replica's ``/metrics``."""
+        async with aiohttp.ClientSession() as http, http.get(f"{self.roots[name]}/metrics") as response:
+            text = await response.text()
+        [value] = [
+            s.value
+            for f in text_string_to_metric_families(text)
+            if f.name == "vqa_redis_up"
+            for s in f.samples
+        ]
+        return value
 
     async def ask(self, user: int, *, to: list[str], image: str | None = None, text: str = COLOR_Q) -> str:
         """A user's message, routed by the balancer to ``to``; the bot's reply."""
@@ -213,12 +226,14 @@ async def test_redis_killed_mid_conversation_then_back(cluster: Cluster) -> None
     for child in cluster.replicas.values():  # (the fixture checks it is said once only)
         await child.read_until("redis: down", timeout=30)
     readiness = [await cluster.readiness(name) for name in ("a", "b")]
+    gauges = [await cluster.redis_up(name) for name in ("a", "b")]
     prompt = await cluster.ask(user, to=["a"], image="green_rectangle", text="")  # kept in a alone
     await asyncio.to_thread(cluster.redis.start)  # empty: it saved nothing
     for child in cluster.replicas.values():
         await child.read_until("redis: back", timeout=30)
     follow_up = await cluster.ask(user, to=["b"], text=COLOR_Q)  # a copied its image back
     after = [await cluster.readiness(name) for name in ("a", "b")]
+    gauges += [await cluster.redis_up(name) for name in ("a", "b")]
     assert before.startswith("blue — ")
     # answers continue: beyond RATE_LIMIT (3/minute), since limits let questions through meanwhile
     assert all(text.startswith("red — ") for text in during), during
@@ -226,3 +241,4 @@ async def test_redis_killed_mid_conversation_then_back(cluster: Cluster) -> None
     assert prompt == replies.ask_what("telegram", private=True)
     assert follow_up.startswith("green — ")
     assert [body["redis"] for _, body in after] == ["up", "up"]
+    assert gauges == [0, 0, 1, 1]  # /metrics' vqa_redis_up
