@@ -161,6 +161,9 @@ class TelegramAdapter:
         self.webhook = webhook  # None: long polling
         self.once = once if once is not None else MemoryOnce()  # each update handled once
         self.receiving = False  # webhook updates are taken (started, not stopping)
+        self._receipts = 0  # webhook updates being received (claimed, not yet queued)
+        self._received = asyncio.Event()  # none is
+        self._received.set()
         self._conflict_said = False
         # updates are handled concurrently (bounded), over aiohttp (see bots/telegram_http.py)
         self._requests = (AiohttpRequest(connection_pool_size=connection_pool_size), AiohttpRequest())
@@ -267,14 +270,21 @@ class TelegramAdapter:
             update = Update.de_json(data, self.app.bot)
         except Exception as exc:
             raise BadUpdate(f"not a Telegram update ({type(exc).__name__})") from exc
-        if not await self.once.first(f"telegram-update:{self.app.bot.id}:{update.update_id}"):
-            log.info(
-                "telegram: update %d was received already (a retry or another replica); skipped",
-                update.update_id,
-            )
-            return False
-        await self.app.update_queue.put(update)
-        return True
+        self._receipts += 1
+        self._received.clear()
+        try:  # (stop() waits for this: a claimed update must reach the queue before it closes)
+            if not await self.once.first(f"telegram-update:{self.app.bot.id}:{update.update_id}"):
+                log.info(
+                    "telegram: update %d was received already (a retry or another replica); skipped",
+                    update.update_id,
+                )
+                return False
+            await self.app.update_queue.put(update)
+            return True
+        finally:
+            self._receipts -= 1
+            if not self._receipts:
+                self._received.set()
 
     async def stop(self) -> bool:
         """Stop fetching updates, answer what is already in progress (for up to ``drain_s``),
@@ -288,6 +298,7 @@ class TelegramAdapter:
             async with asyncio.timeout(self.drain_s):
                 if self.app.updater is not None and self.app.updater.running:
                     await self.app.updater.stop()
+                await self._received.wait()  # webhook updates claimed a moment ago are queued
                 for key in list(self._albums):
                     self._flush_album(key)
                 if self._album_tasks:
