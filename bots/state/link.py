@@ -155,10 +155,9 @@ class RedisLink:
         self._up = False
         self.down_since = time.time()
         log.warning(
-            "redis: down (%s at %s); rate limits let questions through, memory and the cache stay in "
-            "this process until it is back",
+            "redis: down (%s); rate limits let questions through, memory and the cache stay in this "
+            "process until it is back",
             self.reason,
-            self.where,
         )
         if self._started:
             self._reconnecting = asyncio.get_running_loop().create_task(
@@ -182,15 +181,15 @@ class RedisLink:
         self._reconnecting = None
         self._up = True
         outage = time.time() - self.down_since if self.down_since is not None else 0.0
-        self.down_since = None
-        log.warning("redis: back at %s after %.1f s; state is shared again", self.where, outage)
-        for callback in list(self._on_back):
+        for callback in list(self._on_back):  # (first: "back" means what was kept is shared)
             try:
                 await callback()
             except RedisUnavailable:
                 return  # down again: the next reconnect runs the callbacks again
             except Exception:
                 log.exception("redis: could not copy this process's state back")
+        self.down_since = None
+        log.warning("redis: back at %s after %.1f s; state is shared again", self.where, outage)
 
 
 def _short(exc: BaseException) -> str:
