@@ -29,6 +29,7 @@ from vqa_engine.options import ModelOptions  # torch-free
 
 if TYPE_CHECKING:
     from bots.core import ChatCore
+    from bots.feedback import SharedAnswers
     from bots.memory import ImageStore
     from bots.prediction_log import PredictionLog
     from bots.ratelimit import RateLimiter
@@ -137,6 +138,7 @@ class State:
     memory: ImageStore
     once: Once
     load: SharedLoad | None = None  # each user's questions across processes
+    answers: SharedAnswers | None = None  # answers' buttons work on every process
     cache: SharedPredictions | None = None  # the engine's answers across processes
     link: RedisLink | None = None
 
@@ -394,6 +396,7 @@ def build_state(settings: Settings) -> State:
     from bots.state.redis_load import RedisUserLoad
     from bots.state.redis_memory import RedisImageMemory
     from bots.state.redis_once import RedisOnce
+    from bots.state.redis_replies import RedisAnswers
 
     link = RedisLink(
         shared.redis_url.get_secret_value(),
@@ -408,6 +411,7 @@ def build_state(settings: Settings) -> State:
         limiter=RedisRateLimiter(link, chat.rate_limit),
         memory=RedisImageMemory(link, ttl_s=follow_up_s),
         once=RedisOnce(link),
+        answers=RedisAnswers(link),
         load=RedisUserLoad(
             link, max_in_flight=chat.max_in_flight_per_user, max_waiting=chat.max_queued_per_user
         ),
@@ -442,6 +446,7 @@ def build_core(
             max_in_flight=options.max_in_flight_per_user, max_waiting=options.max_queued_per_user
         ),
         load=state.load,
+        answers=state.answers,
         memory=state.memory,
         prediction_log=prediction_log,
         admins=options.admins,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from bots import replies
 from bots.chart import render_chart
 from bots.events import Button, ChatEvent, Command, ImageRef, Outcome, Reply
-from bots.feedback import Answered, FeedbackBook
+from bots.feedback import Answered, FeedbackBook, SharedAnswers
 from bots.memory import ImageStore, MemoryKey
 from bots.prediction_log import PredictionLog
 from bots.ratelimit import RateLimiter
@@ -104,6 +104,7 @@ class ChatCore:
         feedback: FeedbackBook | None = None,
         observe: Callable[[str, str, float], None] | None = None,
         load: SharedLoad | None = None,
+        answers: SharedAnswers | None = None,
         health: Callable[[], Sequence[str]] = tuple,
     ) -> None:
         self.engine = engine
@@ -116,6 +117,7 @@ class ChatCore:
         self.max_image_bytes = max_image_bytes
         self.platforms = platforms  # the front ends connected now, for /health
         self.feedback = feedback if feedback is not None else FeedbackBook()
+        self.answers = answers  # answers shared with other processes, for their buttons
         self.observe = observe  # (platform, outcome, latency s) once per question: metrics
         self.health = health  # more /health lines: shared state, Discord shards
         self.outcomes: Counter[tuple[str, str]] = Counter()
@@ -197,7 +199,7 @@ class ChatCore:
                     return self._finish(event, question, reply, None, started)
                 reply = await self._ask_engine(data, question, event.top_k)
                 if reply.outcome is Outcome.ANSWERED:
-                    reply = self._with_buttons(event, question, reply)
+                    reply = await self._with_buttons(event, question, reply)
                 return self._finish(event, question, reply, len(data), started)
         except BaseException:
             turn.cancel()
@@ -227,8 +229,9 @@ class ChatCore:
         text = replies.format_prediction(prediction, trained_on=self._trained_on)
         return Reply(text, Outcome.ANSWERED, predictions=(prediction,))
 
-    def _with_buttons(self, event: ChatEvent, question: str, reply: Reply) -> Reply:
-        """An answer gets an id, remembered for its "Chart" and 👍/👎 buttons."""
+    async def _with_buttons(self, event: ChatEvent, question: str, reply: Reply) -> Reply:
+        """An answer gets an id, remembered for its "Chart" and 👍/👎 buttons (by every process,
+        when they share ``answers``: the button may be pressed on another)."""
         prediction = reply.predictions[0]
         answered = Answered(
             request_id=secrets.token_hex(6),
@@ -239,6 +242,8 @@ class ChatCore:
             notice=replies.abstain_notice(prediction, trained_on=self._trained_on),
         )
         self.feedback.remember(answered)
+        if self.answers is not None:
+            await self.answers.put(answered)
         return replace(reply, request_id=answered.request_id, buttons=(Button.CHART, Button.GOOD, Button.BAD))
 
     def _refusal(self, image: ImageRef) -> Reply | None:
@@ -291,6 +296,10 @@ class ChatCore:
     async def _press(self, event: ChatEvent) -> Reply:
         assert event.press is not None
         answered = self.feedback.recall(event.press.request_id)
+        if answered is None and self.answers is not None:  # maybe another process's answer
+            answered = await self.answers.get(event.press.request_id)
+            if answered is not None:
+                self.feedback.remember(answered)
         if answered is None:
             return Reply(replies.BUTTON_EXPIRED, Outcome.EXPIRED, private=True)
         if event.press.button is Button.CHART:

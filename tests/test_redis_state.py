@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 import main
 from bots import replies
 from bots.core import ChatCore
-from bots.events import ChatEvent, Command, ImageRef, Outcome
+from bots.events import Button, ChatEvent, Command, ImageRef, Outcome, Press
 from bots.prediction_log import PredictionLog
 from bots.state.link import RedisLink
 from bots.state.redis_cache import RedisPredictionCache
@@ -242,6 +242,29 @@ async def test_a_users_queue_bound_holds_across_processes(
     assert after.startswith("red — ")  # the first left: room again
 
 
+def press(photos: Photos, button: Button, request_id: str) -> ChatEvent:
+    """A button under an answer, pressed by user 42."""
+    return ChatEvent(
+        "telegram", "42", "private", True, "42", True, photos.fetch, press=Press(button, request_id)
+    )
+
+
+async def test_the_buttons_under_an_answer_work_on_the_other_process(
+    redis_server: RedisServer, engine: VQAEngine, tmp_path: Path
+) -> None:
+    photos = Photos()
+    async with two_processes(settings_for(redis_server, tmp_path), engine, tmp_path) as (a, b):
+        answer = await a.core.handle(message(photos, image="red_triangle"))
+        assert answer is not None and answer.request_id is not None
+        chart = await b.core.handle(press(photos, Button.CHART, answer.request_id))
+        vote = await b.core.handle(press(photos, Button.GOOD, answer.request_id))
+        unknown = await b.core.handle(press(photos, Button.CHART, "0123456789ab"))
+    assert chart is not None and chart.outcome is Outcome.CHART and chart.image is not None
+    assert chart.text == replies.chart_caption(COLOR_Q)
+    assert vote is not None and vote.outcome is Outcome.FEEDBACK
+    assert unknown is not None and unknown.outcome is Outcome.EXPIRED
+
+
 async def test_an_answer_computed_by_one_process_is_not_computed_again_by_another(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -314,7 +337,7 @@ async def test_every_key_is_in_the_namespace_and_expires(
         ttls = await keys_and_ttls(redis_server.url)
     assert ticket is not None
     prefixes = {key.split(":")[1] for key in ttls}
-    assert prefixes == {"limits", "image", "answer", "answers", "once", "load"}, ttls
+    assert prefixes == {"limits", "image", "answer", "answers", "reply", "replies", "once", "load"}, ttls
     assert all(key.startswith("bot-7:") for key in ttls), ttls
     assert all(ttl > 0 for ttl in ttls.values()), ttls  # -1 would be a key without an expiry
 

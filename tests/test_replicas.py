@@ -198,6 +198,18 @@ async def test_a_follow_up_reaching_the_other_replica_is_answered(cluster: Clust
     assert answer.startswith("green — ")
 
 
+async def test_the_chart_button_works_on_the_other_replica(cluster: Cluster) -> None:
+    user = 206
+    answer = await cluster.ask(user, to=["a"], image="blue_circle")
+    [sent] = cluster.fake.replies(user)
+    [row] = sent.params["reply_markup"]["inline_keyboard"]
+    cluster.balancer.plan.append(["b"])  # the press reaches the other replica
+    cluster.fake.click(user, user, sent.message_id, row[0]["callback_data"])
+    [chart] = await cluster.fake.wait_for_reply(user, timeout=30)
+    assert answer.startswith("blue — ")
+    assert chart.method == "sendPhoto" and chart.photo and chart.text == replies.chart_caption(COLOR_Q)
+
+
 async def test_an_update_posted_to_both_replicas_is_answered_once(cluster: Cluster) -> None:
     user = 203
     first = await cluster.ask(user, to=["a", "b"], image="red_triangle")

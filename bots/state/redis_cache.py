@@ -15,30 +15,12 @@ import hashlib
 import json
 import logging
 
+from bots.state.bounded import bounded_put
 from bots.state.link import RedisLink, RedisUnavailable
 from vqa_engine.prediction import Prediction
 from vqa_engine.prediction_cache import CacheKey
 
 log = logging.getLogger(__name__)
-
-#: KEYS[1] the answer, KEYS[2] the index; ARGV: the answer's JSON, ttl (s), size
-_PUT = """
-local now = redis.call('TIME')
-local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
-local ttl = tonumber(ARGV[2])
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
-redis.call('ZADD', KEYS[2], t, KEYS[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', t - ttl)
-local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[3])
-if over > 0 then
-    local oldest = redis.call('ZPOPMIN', KEYS[2], over)
-    for i = 1, #oldest, 2 do
-        redis.call('DEL', oldest[i])
-    end
-end
-redis.call('EXPIRE', KEYS[2], ttl)
-return 1
-"""
 
 
 class RedisPredictionCache:
@@ -51,7 +33,7 @@ class RedisPredictionCache:
         self.ttl_s = ttl_s
         self.size = size
         self.index = link.key("answers")
-        self._put = link.client.register_script(_PUT)
+        self._put = bounded_put(link.client)
 
     def _key(self, key: CacheKey) -> str:
         digest = hashlib.blake2b("\0".join(key).encode(), digest_size=20).hexdigest()
