@@ -3,6 +3,7 @@
 python main.py ask IMAGE QUESTION [--json] [--top-k N]
 python main.py                       # every chat platform whose token is set (+ HTTP when PORT is set)
 python main.py web [--host H] [--port P]   # the web app and HTTP API alone
+python main.py webhook info|delete   # Telegram's webhook: what Telegram has, or remove it
 """
 
 from __future__ import annotations
@@ -28,11 +29,19 @@ from vqa_engine.options import ModelOptions  # torch-free
 
 if TYPE_CHECKING:
     from bots.core import ChatCore
+    from bots.feedback import SharedAnswers
+    from bots.memory import ImageStore
     from bots.prediction_log import PredictionLog
+    from bots.ratelimit import RateLimiter
+    from bots.state.link import RedisLink
+    from bots.state.once import Once
+    from bots.user_queue import SharedLoad
     from bots.web.metrics import Metrics
     from bots.web.server import WebServer
+    from bots.web.telegram_webhook import WebhookInbox
     from vqa_engine.backends.base import Backend
     from vqa_engine.engine import VQAEngine
+    from vqa_engine.prediction_cache import SharedPredictions
 
 EXIT_USAGE = 2  # unusable input or settings, as the DESIGN.md contract says
 EXIT_FAILURE = 1
@@ -49,6 +58,10 @@ class FrontEnd(Protocol):
     def connected(self) -> bool: ...
 
     async def start(self) -> None: ...
+
+    def health(self) -> list[str]:
+        """More /health lines about it (none for most)."""
+        ...
 
     async def stop(self) -> bool:
         """Stop; True when every question it had received was answered."""
@@ -116,6 +129,23 @@ class HttpAddress:
     port: int
 
 
+@dataclasses.dataclass(frozen=True)
+class State:
+    """Where rate limits, per-user counts, follow-up images, cached answers and Telegram update
+    ids live: this process's memory, or Redis behind ``link`` (``REDIS_URL``)."""
+
+    limiter: RateLimiter
+    memory: ImageStore
+    once: Once
+    load: SharedLoad | None = None  # each user's questions across processes
+    answers: SharedAnswers | None = None  # answers' buttons work on every process
+    cache: SharedPredictions | None = None  # the engine's answers across processes
+    link: RedisLink | None = None
+
+    def health(self) -> list[str]:
+        return [self.link.describe()] if self.link is not None else []
+
+
 def run_bots(settings: Settings, *, chat: bool = True, http: HttpAddress | None = None) -> int:
     """``main.py``: every platform whose token is set (``chat``) and the HTTP server (``http``),
     in one event loop, sharing one engine and one chat core."""
@@ -124,6 +154,13 @@ def run_bots(settings: Settings, *, chat: bool = True, http: HttpAddress | None 
             "error: no chat platform is configured; set TELEGRAM_TOKEN and/or DISCORD_TOKEN "
             "(in the environment or in .env), or PORT for the web app. To try the model without "
             "a bot: python main.py web, or python main.py ask IMAGE QUESTION",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if chat and http is None and uses_webhook(settings):
+        print(
+            "error: TELEGRAM_WEBHOOK_URL needs the HTTP server that receives the updates: set PORT "
+            "(or WEB_PORT), and have TELEGRAM_WEBHOOK_URL reach it",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -143,6 +180,11 @@ def configured_platforms(settings: Settings) -> list[str]:
     """The chat platforms whose token is set."""
     tokens = {"telegram": settings.telegram_token, "discord": settings.discord_token}
     return [name for name, token in tokens.items() if token is not None]
+
+
+def uses_webhook(settings: Settings) -> bool:
+    """Telegram's updates come by webhook (its route on the HTTP server), not long polling."""
+    return settings.telegram_token is not None and settings.telegram_webhook_url is not None
 
 
 class Stopped(Exception):
@@ -191,11 +233,16 @@ async def serve(settings: Settings, *, chat: bool = True, http: HttpAddress | No
     async with contextlib.AsyncExitStack() as stack:
         salt = settings.prediction_log_salt.get_secret_value() if settings.prediction_log_salt else None
         prediction_log = stack.enter_context(PredictionLog(settings.prediction_log, salt=salt))
+        state = build_state(settings)
+        if state.link is not None:
+            stack.push_async_callback(state.link.close)  # last: after everything that uses it
+            await state.link.start()  # (never raises: without Redis the process runs on its own)
         engine = VQAEngine(
             model_loader(settings),
             options=settings.section(EngineOptions),
             limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
             checks=settings.section(CheckOptions),
+            shared_cache=state.cache,
         )
         stack.push_async_callback(engine.close, drain_timeout=settings.shutdown_timeout_s)
         front_ends: dict[str, FrontEnd] = {}
@@ -211,16 +258,29 @@ async def serve(settings: Settings, *, chat: bool = True, http: HttpAddress | No
             """Each configured chat platform: connected now?"""
             return {name: name in front_ends and front_ends[name].connected for name in configured}
 
-        metrics = build_metrics(engine, connections) if http is not None else None
+        def health() -> list[str]:
+            """/health's lines about the shared state and the front ends (Discord's shards)."""
+            return state.health() + [line for front in front_ends.values() for line in front.health()]
+
+        metrics = build_metrics(engine, connections, state=state) if http is not None else None
         core = build_core(
             settings,
             engine,
             prediction_log,
+            state=state,
             platforms=lambda: [name for name, front in front_ends.items() if front.connected],
             observe=metrics.observe if metrics is not None else None,
+            health=health,
         )
+        inbox: WebhookInbox | None = None
+        if chat and uses_webhook(settings):
+            from bots.web.telegram_webhook import WebhookInbox
+
+            inbox = WebhookInbox()
         if http is not None and metrics is not None:
-            web = build_web_server(settings, core, engine, metrics, http, connections)
+            web = build_web_server(
+                settings, core, engine, metrics, http, connections, state=state, webhook_inbox=inbox
+            )
             if await start_front_end("web", web, stop, settings.login_timeout_s):
                 front_ends["web"] = web
             elif stop.is_set():
@@ -238,7 +298,7 @@ async def serve(settings: Settings, *, chat: bool = True, http: HttpAddress | No
             return EXIT_FAILURE
 
         side = engine.input_size
-        candidates = build_front_ends(settings, core, min_image_side=side) if chat else {}
+        candidates = build_front_ends(settings, core, min_image_side=side, once=state.once) if chat else {}
         started = await asyncio.gather(
             *(
                 start_front_end(name, front, stop, settings.login_timeout_s)
@@ -248,6 +308,12 @@ async def serve(settings: Settings, *, chat: bool = True, http: HttpAddress | No
         front_ends.update(
             (name, front) for (name, front), ok in zip(candidates.items(), started, strict=True) if ok
         )
+        telegram = front_ends.get("telegram")
+        if inbox is not None and telegram is not None:
+            from bots.telegram_bot import TelegramAdapter
+
+            assert isinstance(telegram, TelegramAdapter)
+            inbox.receiver = telegram.receive
         if stop.is_set():
             log.info("stopped before every platform had connected")
             return 0
@@ -297,44 +363,115 @@ async def stop_front_ends(front_ends: dict[str, FrontEnd], timeout: float) -> bo
     return all(await asyncio.gather(*(stop_one(name, front) for name, front in front_ends.items())))
 
 
+def memory_state(settings: Settings) -> State:
+    """Rate limits, follow-up images and update ids in this process only."""
+    from bots.memory import ImageMemory
+    from bots.options import ChatOptions
+    from bots.ratelimit import MemoryRateLimiter
+    from bots.state.once import MemoryOnce
+
+    chat = settings.section(ChatOptions)
+    return State(
+        limiter=MemoryRateLimiter(chat.rate_limit),
+        memory=ImageMemory(ttl_s=chat.follow_up_minutes * 60),
+        once=MemoryOnce(),
+    )
+
+
+def build_state(settings: Settings) -> State:
+    """Rate limits, per-user counts, follow-up images, cached answers, update ids: in Redis when
+    ``REDIS_URL`` is set (shared by every process using it), else in this process. Nothing
+    connects yet (``State.link.start()``)."""
+    from bots.options import ChatOptions
+    from bots.state.options import SharedStateOptions
+
+    shared = settings.section(SharedStateOptions)
+    if shared.redis_url is None:
+        return memory_state(settings)
+    chat = settings.section(ChatOptions)
+    follow_up_s = chat.follow_up_minutes * 60
+    from bots.state.link import RedisLink
+    from bots.state.redis_cache import RedisPredictionCache
+    from bots.state.redis_limiter import RedisRateLimiter
+    from bots.state.redis_load import RedisUserLoad
+    from bots.state.redis_memory import RedisImageMemory
+    from bots.state.redis_once import RedisOnce
+    from bots.state.redis_replies import RedisAnswers
+
+    link = RedisLink(
+        shared.redis_url.get_secret_value(),
+        prefix=shared.redis_prefix,
+        timeout_s=shared.redis_timeout_s,
+        retry_max_s=shared.redis_retry_max_s,
+    )
+    cache = None
+    if shared.redis_cache_size > 0:
+        cache = RedisPredictionCache(link, ttl_s=shared.redis_cache_ttl_s, size=shared.redis_cache_size)
+    return State(
+        limiter=RedisRateLimiter(link, chat.rate_limit),
+        memory=RedisImageMemory(link, ttl_s=follow_up_s),
+        once=RedisOnce(link),
+        answers=RedisAnswers(link),
+        load=RedisUserLoad(
+            link, max_in_flight=chat.max_in_flight_per_user, max_waiting=chat.max_queued_per_user
+        ),
+        cache=cache,
+        link=link,
+    )
+
+
 def build_core(
     settings: Settings,
     engine: VQAEngine,
     prediction_log: PredictionLog,
     *,
     platforms: Callable[[], Sequence[str]],
+    state: State | None = None,
     observe: Callable[[str, str, float], None] | None = None,
+    health: Callable[[], Sequence[str]] = tuple,
 ) -> ChatCore:
-    """The one chat core every front end asks: limits, queue, memory, the log, the engine."""
+    """The one chat core every front end asks: limits, queue, memory, the log, the engine
+    (``state``: where limits and memory live; this process's memory when not given)."""
     from bots.core import ChatCore
-    from bots.memory import ImageMemory
     from bots.options import ChatOptions
-    from bots.ratelimit import MemoryRateLimiter
     from bots.user_queue import UserQueue
 
     options = settings.section(ChatOptions)
+    if state is None:
+        state = memory_state(settings)
     return ChatCore(
         engine,
-        limiter=MemoryRateLimiter(options.rate_limit),
+        limiter=state.limiter,
         queue=UserQueue(
             max_in_flight=options.max_in_flight_per_user, max_waiting=options.max_queued_per_user
         ),
-        memory=ImageMemory(ttl_s=options.follow_up_minutes * 60),
+        load=state.load,
+        answers=state.answers,
+        memory=state.memory,
         prediction_log=prediction_log,
         admins=options.admins,
         max_image_bytes=settings.max_image_bytes,
         platforms=platforms,
         observe=observe,
+        health=health,
     )
 
 
-def build_metrics(engine: VQAEngine, connections: Callable[[], dict[str, bool]]) -> Metrics:
+def build_metrics(
+    engine: VQAEngine, connections: Callable[[], dict[str, bool]], *, state: State | None = None
+) -> Metrics:
     """The process's Prometheus registry (``/metrics``), fed by the chat core and the engine."""
     from prometheus_client import CollectorRegistry
 
     from bots.web.metrics import Metrics
 
-    return Metrics(CollectorRegistry(), engine_stats=engine.stats, platforms=connections)
+    link = state.link if state is not None else None
+    return Metrics(
+        CollectorRegistry(),
+        engine_stats=engine.stats,
+        platforms=connections,
+        redis_up=(lambda: link.up) if link is not None else None,
+    )
 
 
 def build_web_server(
@@ -344,21 +481,42 @@ def build_web_server(
     metrics: Metrics,
     http: HttpAddress,
     connections: Callable[[], dict[str, bool]],
+    *,
+    state: State | None = None,
+    webhook_inbox: WebhookInbox | None = None,
 ) -> WebServer:
-    """The web app, the HTTP API, health and metrics on one uvicorn server in this loop."""
+    """The web app, the HTTP API, health and metrics on one uvicorn server in this loop; with
+    ``webhook_inbox``, the route Telegram posts updates to (the path of TELEGRAM_WEBHOOK_URL)."""
+    from fastapi import APIRouter
+
     from bots.web.api import Probes
     from bots.web.asker import WebAsker
     from bots.web.options import WebOptions
     from bots.web.server import WebServer, build_app
 
     options = settings.section(WebOptions)
+    link = state.link if state is not None else None
+    routers: list[APIRouter] = []
+    if webhook_inbox is not None:
+        from bots.options import TelegramOptions
+        from bots.web.telegram_webhook import telegram_webhook_router
+
+        telegram = settings.section(TelegramOptions)
+        assert telegram.webhook_path is not None and telegram.telegram_webhook_secret is not None
+        secret = telegram.telegram_webhook_secret.get_secret_value()
+        routers.append(telegram_webhook_router(telegram.webhook_path, secret=secret, inbox=webhook_inbox))
     app = build_app(
         WebAsker(core),
         options=options,
-        probes=Probes(model_ready=lambda: engine.running, platforms=connections),
+        probes=Probes(
+            model_ready=lambda: engine.running,
+            platforms=connections,
+            redis=(lambda: link.status) if link is not None else None,
+        ),
         metrics=metrics,
         max_image_bytes=settings.max_image_bytes,
         examples_dir=EXAMPLES_DIR,
+        routers=routers,
     )
     return WebServer(
         app,
@@ -369,12 +527,18 @@ def build_web_server(
     )
 
 
-def build_front_ends(settings: Settings, core: ChatCore, *, min_image_side: int) -> dict[str, FrontEnd]:
-    """One adapter per platform whose token is set."""
+def build_front_ends(
+    settings: Settings, core: ChatCore, *, min_image_side: int, once: Once | None = None
+) -> dict[str, FrontEnd]:
+    """One adapter per platform whose token is set (``once``: Telegram updates handled once)."""
     front_ends: dict[str, FrontEnd] = {}
     if settings.telegram_token is not None:
-        from bots.telegram_bot import TelegramAdapter
+        from bots.telegram_bot import TelegramAdapter, Webhook
 
+        webhook = None
+        url, secret = settings.telegram_webhook_url, settings.telegram_webhook_secret
+        if url is not None and secret is not None:
+            webhook = Webhook(url, secret.get_secret_value())
         front_ends["telegram"] = TelegramAdapter(
             core,
             token=settings.telegram_token.get_secret_value(),
@@ -382,6 +546,9 @@ def build_front_ends(settings: Settings, core: ChatCore, *, min_image_side: int)
             base_file_url=settings.telegram_base_file_url,
             min_image_side=min_image_side,
             drain_s=settings.shutdown_timeout_s,
+            flood_limit=settings.telegram_flood_limit,
+            webhook=webhook,
+            once=once,
         )
     if settings.discord_token is not None:
         from bots.discord_bot import DiscordAdapter, point_at
@@ -393,8 +560,46 @@ def build_front_ends(settings: Settings, core: ChatCore, *, min_image_side: int)
             message_content=settings.discord_message_content,
             sync_commands=settings.discord_sync_commands,
             drain_s=settings.shutdown_timeout_s,
+            shard_count=settings.discord_shard_count,
+            shard_ids=settings.shard_ids,
         )
     return front_ends
+
+
+def webhook(settings: Settings, action: str) -> int:
+    """``main.py webhook info|delete``: what Telegram knows of the bot's webhook, or remove it (the
+    bot then gets no updates until a process starts polling, or registers the webhook again)."""
+    from telegram import Bot
+    from telegram.error import TelegramError
+
+    if settings.telegram_token is None:
+        print("error: set TELEGRAM_TOKEN (in the environment or in .env)", file=sys.stderr)
+        return EXIT_USAGE
+    bot = Bot(
+        settings.telegram_token.get_secret_value(),
+        base_url=settings.telegram_base_url or "https://api.telegram.org/bot",
+        base_file_url=settings.telegram_base_file_url or "https://api.telegram.org/file/bot",
+    )
+
+    async def call() -> list[str]:
+        async with bot:
+            if action == "delete":
+                await bot.delete_webhook(drop_pending_updates=False)
+                return ["webhook deleted: updates wait at Telegram until a bot polls or sets a webhook"]
+            info = await bot.get_webhook_info()
+        lines = [f"url: {info.url or 'none (long polling)'}", f"pending updates: {info.pending_update_count}"]
+        if info.last_error_date is not None:
+            when = f"{info.last_error_date:%Y-%m-%d %H:%M:%S} UTC"
+            lines.append(f"last error: {when}: {info.last_error_message}")
+        return lines
+
+    try:
+        lines = asyncio.run(call())
+    except TelegramError as exc:
+        print(f"error: Telegram answered: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print("\n".join(lines))
+    return 0
 
 
 def positive_int(text: str) -> int:
@@ -424,6 +629,8 @@ def build_parser() -> argparse.ArgumentParser:
     web_cmd.add_argument(
         "--port", type=port_number, help=f"port (default: WEB_PORT, then PORT, then {DEFAULT_WEB_PORT})"
     )
+    hook_cmd = commands.add_parser("webhook", help="Telegram's webhook: show what Telegram has, or delete it")
+    hook_cmd.add_argument("action", choices=["info", "delete"])
     return parser
 
 
@@ -440,6 +647,8 @@ def main(argv: list[str] | None = None) -> int:
     log.debug("settings: the environment, %s, config/*.toml", read)
     if isinstance(settings, AskSettings):
         return ask(settings, args.image, args.question, as_json=args.json, top_k=args.top_k)
+    if args.command == "webhook":
+        return webhook(settings, args.action)
     web = settings.section(WebOptions)
     if args.command == "web":
         port = args.port if args.port is not None else web.http_port

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Protocol
 from bots import replies
 from bots.chart import render_chart
 from bots.events import Button, ChatEvent, Command, ImageRef, Outcome, Reply
-from bots.feedback import Answered, FeedbackBook
+from bots.feedback import Answered, FeedbackBook, SharedAnswers
 from bots.memory import ImageStore, MemoryKey
 from bots.prediction_log import PredictionLog
 from bots.ratelimit import RateLimiter
-from bots.user_queue import QueueFullError, UserQueue
+from bots.user_queue import QueueFullError, SharedLoad, UserQueue
 from vqa_engine import (
     CorruptImageError,
     EmptyImageError,
@@ -103,17 +103,23 @@ class ChatCore:
         platforms: Callable[[], Sequence[str]] = tuple,
         feedback: FeedbackBook | None = None,
         observe: Callable[[str, str, float], None] | None = None,
+        load: SharedLoad | None = None,
+        answers: SharedAnswers | None = None,
+        health: Callable[[], Sequence[str]] = tuple,
     ) -> None:
         self.engine = engine
         self.limiter = limiter
         self.queue = queue
+        self.load = load  # each user's questions across processes (None: this process's line only)
         self.memory = memory
         self.prediction_log = prediction_log
         self.admins = admins
         self.max_image_bytes = max_image_bytes
         self.platforms = platforms  # the front ends connected now, for /health
         self.feedback = feedback if feedback is not None else FeedbackBook()
+        self.answers = answers  # answers shared with other processes, for their buttons
         self.observe = observe  # (platform, outcome, latency s) once per question: metrics
+        self.health = health  # more /health lines: shared state, Discord shards
         self.outcomes: Counter[tuple[str, str]] = Counter()
         self._revision: str | None = None
 
@@ -168,28 +174,43 @@ class ChatCore:
         try:
             turn = self.queue.admit(user)
         except QueueFullError as exc:
-            reply = Reply(
-                replies.queue_full(exc.waiting), Outcome.QUEUE_FULL, retry_after_s=QUEUE_FULL_RETRY_S
-            )
-            return self._finish(event, question, reply, None, started)
-        if not self.is_admin(*user):
-            decision = await self.limiter.hit(*user)
-            if not decision.allowed:
-                turn.cancel()
-                text = replies.rate_limited(decision.retry_after_s, str(self.limiter.rate))
-                reply = Reply(text, Outcome.RATE_LIMITED, retry_after_s=decision.retry_after_s)
-                return self._finish(event, question, reply, None, started)
-        async with turn:
-            try:
-                data = await event.fetch(image)
-            except Exception as exc:  # network trouble or an expired file: the user can resend
-                log.warning("could not download an image from %s: %s", event.platform, type(exc).__name__)
-                reply = Reply(replies.DOWNLOAD_FAILED, Outcome.ERROR)
-                return self._finish(event, question, reply, None, started)
-            reply = await self._ask_engine(data, question, event.top_k)
-            if reply.outcome is Outcome.ANSWERED:
-                reply = self._with_buttons(event, question, reply)
-            return self._finish(event, question, reply, len(data), started)
+            return self._finish(event, question, self._queue_full(exc), None, started)
+        ticket: str | None = None
+        try:
+            if self.load is not None:
+                try:
+                    ticket = await self.load.enter(*user)
+                except QueueFullError as exc:  # the user's questions in other processes count too
+                    turn.cancel()
+                    return self._finish(event, question, self._queue_full(exc), None, started)
+            if not self.is_admin(*user):
+                decision = await self.limiter.hit(*user)
+                if not decision.allowed:
+                    turn.cancel()
+                    text = replies.rate_limited(decision.retry_after_s, str(self.limiter.rate))
+                    reply = Reply(text, Outcome.RATE_LIMITED, retry_after_s=decision.retry_after_s)
+                    return self._finish(event, question, reply, None, started)
+            async with turn:
+                try:
+                    data = await event.fetch(image)
+                except Exception as exc:  # network trouble or an expired file: the user can resend
+                    log.warning("could not download an image from %s: %s", event.platform, type(exc).__name__)
+                    reply = Reply(replies.DOWNLOAD_FAILED, Outcome.ERROR)
+                    return self._finish(event, question, reply, None, started)
+                reply = await self._ask_engine(data, question, event.top_k)
+                if reply.outcome is Outcome.ANSWERED:
+                    reply = await self._with_buttons(event, question, reply)
+                return self._finish(event, question, reply, len(data), started)
+        except BaseException:
+            turn.cancel()
+            raise
+        finally:
+            if ticket is not None and self.load is not None:
+                await self.load.leave(*user, ticket)
+
+    @staticmethod
+    def _queue_full(exc: QueueFullError) -> Reply:
+        return Reply(replies.queue_full(exc.waiting), Outcome.QUEUE_FULL, retry_after_s=QUEUE_FULL_RETRY_S)
 
     async def _ask_engine(self, data: bytes, question: str, top_k: int | None) -> Reply:
         try:
@@ -208,8 +229,9 @@ class ChatCore:
         text = replies.format_prediction(prediction, trained_on=self._trained_on)
         return Reply(text, Outcome.ANSWERED, predictions=(prediction,))
 
-    def _with_buttons(self, event: ChatEvent, question: str, reply: Reply) -> Reply:
-        """An answer gets an id, remembered for its "Chart" and 👍/👎 buttons."""
+    async def _with_buttons(self, event: ChatEvent, question: str, reply: Reply) -> Reply:
+        """An answer gets an id, remembered for its "Chart" and 👍/👎 buttons (by every process,
+        when they share ``answers``: the button may be pressed on another)."""
         prediction = reply.predictions[0]
         answered = Answered(
             request_id=secrets.token_hex(6),
@@ -220,6 +242,8 @@ class ChatCore:
             notice=replies.abstain_notice(prediction, trained_on=self._trained_on),
         )
         self.feedback.remember(answered)
+        if self.answers is not None:
+            await self.answers.put(answered)
         return replace(reply, request_id=answered.request_id, buttons=(Button.CHART, Button.GOOD, Button.BAD))
 
     def _refusal(self, image: ImageRef) -> Reply | None:
@@ -272,6 +296,10 @@ class ChatCore:
     async def _press(self, event: ChatEvent) -> Reply:
         assert event.press is not None
         answered = self.feedback.recall(event.press.request_id)
+        if answered is None and self.answers is not None:  # maybe another process's answer
+            answered = await self.answers.get(event.press.request_id)
+            if answered is not None:
+                self.feedback.remember(answered)
         if answered is None:
             return Reply(replies.BUTTON_EXPIRED, Outcome.EXPIRED, private=True)
         if event.press.button is Button.CHART:
@@ -307,7 +335,7 @@ class ChatCore:
             return Reply(replies.NOT_ADMIN, Outcome.NOT_ADMIN, private=True)
         stats = self.engine.stats()
         if event.command is Command.HEALTH:
-            text = replies.format_health(stats, platforms=list(self.platforms()))
+            text = replies.format_health(stats, platforms=list(self.platforms()), details=list(self.health()))
         else:
             text = replies.format_stats(
                 stats,

@@ -9,6 +9,10 @@ see the image of a message someone replies to.
 Delivery: discord.py retries 429 and 5xx itself; dropped connections are retried here; a reply
 whose question was deleted is still sent (``fail_if_not_exists=False``); an interaction that
 expired falls back to a message in its channel. Replies never ping anyone.
+
+Shards (``DISCORD_SHARD_COUNT``, ``DISCORD_SHARD_IDS``): the client is then discord.py's
+``AutoShardedClient``, running the given shards (or all of them) over one connection each in this
+process; other processes run the other shards.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import io
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 import discord
@@ -124,9 +128,9 @@ class AnswerButton(
         return cls(Button(match["button"]), match["request_id"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        client = interaction.client
-        if isinstance(client, VQAClient):
-            await client.adapter.on_press(interaction, self.press)
+        adapter = getattr(interaction.client, "adapter", None)
+        if isinstance(adapter, DiscordAdapter):
+            await adapter.on_press(interaction, self.press)
 
 
 def answer_view(reply: Reply) -> discord.ui.View | None:
@@ -149,6 +153,8 @@ class VQAClient(discord.Client):
         intents: discord.Intents,
         sync_commands: bool,
         guild_ready_timeout: float,
+        identify_delay_s: float = 5.0,
+        **sharding: Any,
     ) -> None:
         # we never join voice channels: no "voice will NOT be supported" warnings
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
@@ -156,11 +162,19 @@ class VQAClient(discord.Client):
             intents=intents,
             guild_ready_timeout=guild_ready_timeout,
             allowed_mentions=discord.AllowedMentions.none(),
+            **sharding,
         )
         self.adapter = adapter
         self.sync_commands = sync_commands
+        self.identify_delay_s = identify_delay_s
         self.tree = app_commands.CommandTree(self)
         adapter.register(self.tree)
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Discord allows one IDENTIFY every 5 s (``max_concurrency`` 1): wait that long between
+        shards, as discord.py does (a test's loopback gateway has no such limit)."""
+        if not initial:
+            await asyncio.sleep(self.identify_delay_s)
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(AnswerButton)
@@ -184,6 +198,11 @@ class VQAClient(discord.Client):
         log.exception("discord: error in %s", event_method)
 
 
+class ShardedVQAClient(VQAClient, discord.AutoShardedClient):
+    """The same client, sharded: ``shard_count`` (None: Discord's recommendation) and the
+    ``shard_ids`` this process runs (None: all of them), one gateway connection per shard."""
+
+
 class DiscordAdapter:
     """Owns one ``VQAClient``; ``start()``/``stop()`` from ``main.py``."""
 
@@ -197,6 +216,9 @@ class DiscordAdapter:
         guild_ready_timeout: float = 2.0,
         defer_after_s: float = DEFER_AFTER_S,
         drain_s: float = 8.0,
+        shard_count: int | Literal["auto"] | None = None,
+        shard_ids: list[int] | None = None,
+        identify_delay_s: float = 5.0,
     ) -> None:
         self.core = core
         self.defer_after_s = defer_after_s
@@ -204,9 +226,19 @@ class DiscordAdapter:
         self._token = token
         intents = discord.Intents.default()
         intents.message_content = message_content
-        self.client = VQAClient(
-            self, intents=intents, sync_commands=sync_commands, guild_ready_timeout=guild_ready_timeout
-        )
+        options: dict[str, Any] = {
+            "intents": intents,
+            "sync_commands": sync_commands,
+            "guild_ready_timeout": guild_ready_timeout,
+            "identify_delay_s": identify_delay_s,
+        }
+        self.sharded = shard_count is not None
+        self.client: VQAClient
+        if shard_count is None:
+            self.client = VQAClient(self, **options)
+        else:
+            count = None if shard_count == "auto" else shard_count
+            self.client = ShardedVQAClient(self, shard_count=count, shard_ids=shard_ids, **options)
         self._runner: asyncio.Task[None] | None = None
         self._turns: set[asyncio.Task[Any]] = set()  # handlers running now, awaited on stop
 
@@ -270,7 +302,24 @@ class DiscordAdapter:
             await self._close()
             raise
         user = self.client.user
-        log.info("discord: connected as %s", user.name if user else "?")
+        shards = ""
+        if isinstance(self.client, discord.AutoShardedClient):
+            ids = ",".join(str(i) for i in sorted(self.client.shards))
+            shards = f" (shards {ids} of {self.client.shard_count})"
+        log.info("discord: connected as %s%s", user.name if user else "?", shards)
+
+    def health(self) -> list[str]:
+        """A /health line for a sharded client: each shard of this process and its heartbeat
+        latency (none for an unsharded one: its latency is the process's connection)."""
+        client = self.client
+        if not isinstance(client, discord.AutoShardedClient):
+            return []
+        parts = []
+        for shard_id, latency in sorted(client.latencies):
+            shard = client.get_shard(shard_id)
+            state = "closed" if shard is None or shard.is_closed() else _ms(latency)
+            parts.append(f"{shard_id} {state}")
+        return [f"discord shards (of {client.shard_count}): {', '.join(parts) or 'none connected'}"]
 
     async def stop(self) -> bool:
         """Answer the questions already received (for up to ``drain_s``), then disconnect;
@@ -440,3 +489,10 @@ class DiscordAdapter:
             yield
         finally:
             self._turns.discard(task)
+
+
+def _ms(latency: float) -> str:
+    """A heartbeat latency as /health shows it (none measured yet: infinite or NaN)."""
+    if latency != latency or latency == float("inf"):
+        return "no heartbeat yet"
+    return f"{latency * 1000:.0f} ms"

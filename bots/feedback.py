@@ -3,6 +3,9 @@
 
 Every vote is also a line in the prediction log, against the answer's request id, so the full
 history outlives the process; this keeps what ``/stats`` shows since start-up.
+
+With several processes, a button may be pressed on an answer another process gave: a
+``SharedAnswers`` store (``bots.state.redis_replies``) keeps the answers for every process.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from cachetools import TTLCache
 
@@ -28,6 +32,41 @@ class Answered:
     question: str
     prediction: Prediction
     notice: str | None = None  # the honest "I can't tell" wording, when the model abstained
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "request_id": self.request_id,
+            "platform": self.platform,
+            "model_revision": self.model_revision,
+            "question": self.question,
+            "prediction": self.prediction.to_dict(),
+            "notice": self.notice,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Answered:
+        """Raises ``ValueError``, ``KeyError`` or ``TypeError`` for anything ``to_dict`` did not write."""
+        prediction = data["prediction"]
+        if not isinstance(prediction, dict):
+            raise ValueError("no prediction")
+        revision, notice = data.get("model_revision"), data.get("notice")
+        return cls(
+            request_id=str(data["request_id"]),
+            platform=str(data["platform"]),
+            model_revision=None if revision is None else str(revision),
+            question=str(data["question"]),
+            prediction=Prediction.from_dict(prediction),
+            notice=None if notice is None else str(notice),
+        )
+
+
+class SharedAnswers(Protocol):
+    """Answers every process can find by request id (their buttons may be pressed anywhere).
+    Its calls never raise: a store that cannot answer now has nothing."""
+
+    async def put(self, answered: Answered) -> None: ...
+
+    async def get(self, request_id: str) -> Answered | None: ...
 
 
 class FeedbackBook:

@@ -6,11 +6,18 @@ Each field is the setting of the same name in upper case (``rate_limit`` is ``RA
 from __future__ import annotations
 
 import re
+from typing import Literal
+from urllib.parse import urlsplit
 
 from limits import parse
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 _ADMIN = re.compile(r"^(telegram|discord|web):\d+$")
+#: what Telegram accepts as a webhook's secret token
+_WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+#: a webhook secret shorter than this is refused (Telegram allows 1 character; a guessable one
+#: would let anyone post updates as Telegram)
+MIN_WEBHOOK_SECRET = 16
 
 
 # Validator names are unique across the option models: ``config.Settings`` inherits them all, and
@@ -72,11 +79,79 @@ class TelegramOptions(BaseModel):
     telegram_base_file_url: str | None = Field(
         default=None, description="its file URL, e.g. http://localhost:8081/file/bot"
     )
+    telegram_flood_limit: float = Field(
+        default=30.0,
+        gt=0,
+        description="messages a second this process sends at most, to all chats together; Telegram allows "
+        "about 30 per bot, so with N replicas give each 30/N",
+    )
+    telegram_webhook_url: str | None = Field(
+        default=None,
+        description="receive updates by webhook at this public HTTPS URL (its path is served by the HTTP "
+        "server, so PORT or WEB_PORT must be set) instead of long polling; unset: long polling",
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description=f"the webhook's secret token ({MIN_WEBHOOK_SECRET} to 256 letters, digits, _ or -): "
+        "Telegram sends it with every update, anything else gets 403",
+    )
 
-    @field_validator("telegram_base_url", "telegram_base_file_url", mode="before")
+    @field_validator(
+        "telegram_token",
+        "telegram_base_url",
+        "telegram_base_file_url",
+        "telegram_webhook_url",
+        "telegram_webhook_secret",
+        mode="before",
+    )
     @classmethod
     def _blank_telegram_url_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("telegram_webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"{value!r} is not a URL like https://bot.example.com/telegram")
+        if parts.path in ("", "/"):
+            raise ValueError(
+                "the URL needs a path for the webhook route, e.g. https://bot.example.com/telegram"
+            )
+        if parts.path.startswith("/api/") or parts.path in ("/healthz", "/readyz", "/metrics"):
+            raise ValueError(f"the path {parts.path} is taken by the HTTP API; use another, e.g. /telegram")
+        return value.strip()
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        # never echo it
+        if not _WEBHOOK_SECRET.match(secret):
+            raise ValueError("only letters, digits, _ and - (at most 256), as Telegram allows")
+        if len(secret) < MIN_WEBHOOK_SECRET:
+            raise ValueError(
+                f"shorter than {MIN_WEBHOOK_SECRET} characters; make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> TelegramOptions:
+        if self.telegram_webhook_url is not None and self.telegram_webhook_secret is None:
+            raise ValueError(
+                "TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET: without it anyone could post updates"
+            )
+        return self
+
+    @property
+    def webhook_path(self) -> str | None:
+        """The HTTP route the webhook's updates arrive on: the path of ``TELEGRAM_WEBHOOK_URL``."""
+        return urlsplit(self.telegram_webhook_url).path if self.telegram_webhook_url else None
 
 
 class DiscordOptions(BaseModel):
@@ -94,8 +169,64 @@ class DiscordOptions(BaseModel):
     )
     discord_api_base: str | None = Field(default=None, description="another Discord REST base (a proxy)")
     discord_gateway_url: str | None = Field(default=None, description="another gateway URL (a proxy)")
+    discord_shard_count: int | Literal["auto"] | None = Field(
+        default=None,
+        description="shards of the whole bot (Discord requires them from 2,500 servers); auto: as many as "
+        "Discord recommends, all in this process; unset: no sharding",
+    )
+    discord_shard_ids: str = Field(
+        default="",
+        description="the shards this process runs, e.g. 0,1 (needs DISCORD_SHARD_COUNT); empty: all of them",
+    )
 
-    @field_validator("discord_api_base", "discord_gateway_url", mode="before")
+    @field_validator("discord_token", "discord_api_base", "discord_gateway_url", mode="before")
     @classmethod
     def _blank_discord_url_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("discord_shard_count", mode="before")
+    @classmethod
+    def _shard_count_text(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
+
+    @field_validator("discord_shard_count")
+    @classmethod
+    def _check_shard_count(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("at least 1 (or auto)")
+        return value
+
+    @field_validator("discord_shard_ids")
+    @classmethod
+    def _check_shard_ids(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            if not item.isdigit():
+                raise ValueError(f"{item!r} is not a shard number (e.g. 0,1)")
+        return value
+
+    @model_validator(mode="after")
+    def _shard_ids_within_count(self) -> DiscordOptions:
+        ids = self.shard_ids
+        if not ids:
+            return self
+        if not isinstance(self.discord_shard_count, int):
+            raise ValueError(
+                "DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (a number): the shards of the whole bot"
+            )
+        beyond = [i for i in ids if i >= self.discord_shard_count]
+        if beyond:
+            raise ValueError(
+                f"DISCORD_SHARD_IDS: shard {beyond[0]} does not exist with DISCORD_SHARD_COUNT="
+                f"{self.discord_shard_count} (shards are numbered from 0)"
+            )
+        if len(set(ids)) != len(ids):
+            raise ValueError("DISCORD_SHARD_IDS names a shard twice")
+        return self
+
+    @property
+    def shard_ids(self) -> list[int] | None:
+        """The shards this process runs (None: every shard of the count, or no sharding)."""
+        ids = [int(part) for part in (p.strip() for p in self.discord_shard_ids.split(",")) if part]
+        return ids or None

@@ -7,6 +7,7 @@ written for users too; ``sentence()`` gives them a chat reply's capital and full
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from vqa_engine import Prediction
@@ -359,8 +360,9 @@ def _runs(backend: str, answers: int | None, dtype: str, quantize: str) -> str:
     return f"{backend or 'unknown'}, {space}, {dtype or '?'}{int8}"
 
 
-def format_health(stats: EngineStats, *, platforms: list[str]) -> str:
-    """Is it up, which model exactly, and is it keeping up."""
+def format_health(stats: EngineStats, *, platforms: list[str], details: Sequence[str] = ()) -> str:
+    """Is it up, which model exactly, and is it keeping up; ``details``: lines from the other
+    parts of the process (shared state, Discord shards)."""
     status = "OK" if stats.state == "running" else stats.state.upper()
     return "\n".join(
         [
@@ -369,6 +371,7 @@ def format_health(stats: EngineStats, *, platforms: list[str]) -> str:
             f"device: {stats.device}",
             *([stats.answer_checks] if stats.answer_checks else []),
             f"platforms: {', '.join(platforms) or 'none'}",
+            *details,
             f"queue: {stats.queue_depth} waiting, {stats.in_flight} in flight",
             f"latency: p50 {_ms(stats.latency_p50_ms)}, p95 {_ms(stats.latency_p95_ms)}",
             f"memory: {stats.memory_rss_mb:.0f} MB",
@@ -401,7 +404,8 @@ def format_stats(
         "  " + ", ".join(f"{outcome} {n}" for outcome, n in requests.items() if n or outcome == "answered"),
         f"  batches {stats.batches}, mean size {stats.mean_batch_size:.1f}, largest {stats.largest_batch}",
         f"  latency p50 {_ms(stats.latency_p50_ms)}, p95 {_ms(stats.latency_p95_ms)}",
-        f"  cache hits {stats.cache_hits} ({hit_rate})",
+        f"  cache hits {stats.cache_hits} ({hit_rate})"
+        + (f", {stats.shared_cache_hits} from other processes" if stats.shared_cache_hits else ""),
         f"images remembered for follow-ups: {remembered_images}",
         "answers rated good (👍 of 👍+👎):",
     ]

@@ -1,8 +1,14 @@
-"""The Telegram adapter (python-telegram-bot, long polling): updates in, the core's replies out.
+"""The Telegram adapter (python-telegram-bot): updates in, the core's replies out.
 
 It translates a Telegram message into a ``ChatEvent`` (who, where, whether the bot was
 addressed, the text without the bot's @mention, the photo or image file, the replied-to photo)
 and delivers the ``Reply`` the core returns. Nothing about the conversation is decided here.
+
+Updates come by long polling (the default), or by webhook (``TELEGRAM_WEBHOOK_URL``): then the
+HTTP server's route (``bots.web.telegram_webhook``) hands each update to :meth:`TelegramAdapter.receive`,
+which puts it on the application's ``update_queue`` — python-telegram-bot's own webhook path,
+without its webhook server. Several replicas may receive the same update (Telegram retries, a
+load balancer); ``Once`` lets exactly one of them handle it.
 
 Delivery: ``AIORateLimiter`` keeps the bot under Telegram's flood limits and retries a 429 after
 its ``retry_after``; dropped connections, timeouts and 5xx answers are retried with backoff; a
@@ -31,7 +37,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatType
-from telegram.error import BadRequest, NetworkError, TelegramError
+from telegram.error import BadRequest, Conflict, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -47,6 +53,7 @@ from bots import replies
 from bots.core import ChatCore
 from bots.delivery import with_retries
 from bots.events import Button, ChatEvent, Command, ImageRef, Platform, Press, Reply
+from bots.state.once import MemoryOnce, Once
 from bots.telegram_http import AiohttpRequest
 from bots.typing import typing_while_slow
 
@@ -73,6 +80,24 @@ _COMMANDS = {
 }
 #: callback data of the buttons under an answer: "chart:<request id>", "good:…", "bad:…"
 _BUTTON_DATA = re.compile(r"^(chart|good|bad):([0-9a-f]{1,32})$")
+#: the updates the handlers below use: Telegram sends no others
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """Where Telegram posts updates, and the secret token it sends with each."""
+
+    url: str
+    secret: str = field(repr=False)
+
+
+class NotReceiving(Exception):
+    """The adapter is not started, or stopping: the update should come again later (503)."""
+
+
+class BadUpdate(ValueError):
+    """A webhook body that is not an update python-telegram-bot can read."""
 
 
 @dataclass
@@ -126,11 +151,20 @@ class TelegramAdapter:
         connection_pool_size: int = 32,
         drain_s: float = 8.0,
         flood_limit: float = FLOOD_LIMIT,
+        webhook: Webhook | None = None,
+        once: Once | None = None,
     ) -> None:
         self.core = core
         self.drain_s = drain_s
         self.min_image_side = min_image_side
         self.poll_timeout = poll_timeout
+        self.webhook = webhook  # None: long polling
+        self.once = once if once is not None else MemoryOnce()  # each update handled once
+        self.receiving = False  # webhook updates are taken (started, not stopping)
+        self._receipts = 0  # webhook updates being received (claimed, not yet queued)
+        self._received = asyncio.Event()  # none is
+        self._received.set()
+        self._conflict_said = False
         # updates are handled concurrently (bounded), over aiohttp (see bots/telegram_http.py)
         self._requests = (AiohttpRequest(connection_pool_size=connection_pool_size), AiohttpRequest())
         builder = (
@@ -165,38 +199,106 @@ class TelegramAdapter:
     # -- lifetime ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Log in (``getMe``), publish the command list, start long polling.
+        """Log in (``getMe``), publish the command list, then start long polling, or register the
+        webhook (``setWebhook`` with its secret) and take the updates its route receives.
 
         Cancelling it (a SIGTERM during a login that hangs) leaves nothing open.
         """
         log.info("telegram: logging in")
         try:
             await self.app.initialize()
+            username = self.app.bot.username or ""
+            self._username_re = re.compile(rf"@{re.escape(username)}\b", re.IGNORECASE)
             with contextlib.suppress(TelegramError):  # a cosmetic nicety: never fatal
                 await self.app.bot.set_my_commands(COMMANDS)
             await self.app.start()
-            assert self.app.updater is not None
-            await self.app.updater.start_polling(
-                timeout=self.poll_timeout, poll_interval=0, drop_pending_updates=False
-            )
+            if self.webhook is not None:
+                self.receiving = True  # (before setWebhook: Telegram may post at once)
+                await self.app.bot.set_webhook(
+                    self.webhook.url,
+                    secret_token=self.webhook.secret,
+                    allowed_updates=ALLOWED_UPDATES,
+                    drop_pending_updates=False,
+                )
+            else:
+                assert self.app.updater is not None
+                await self.app.updater.start_polling(
+                    timeout=self.poll_timeout,
+                    poll_interval=0,
+                    drop_pending_updates=False,
+                    error_callback=self._polling_failed,
+                )
         except BaseException:
+            self.receiving = False
             await self._close()
             raise
-        username = self.app.bot.username or ""
-        self._username_re = re.compile(rf"@{re.escape(username)}\b", re.IGNORECASE)
         self.connected = True
-        log.info("telegram: polling as @%s", username)
+        if self.webhook is not None:
+            log.info("telegram: receiving updates by webhook as @%s", username)
+        else:
+            log.info("telegram: polling as @%s", username)
+
+    def health(self) -> list[str]:
+        return []
+
+    def _polling_failed(self, exc: TelegramError) -> None:
+        """python-telegram-bot retries a failed poll itself; say what went wrong, and once (not
+        every retry) when another process polls the same bot."""
+        if isinstance(exc, Conflict):
+            if not self._conflict_said:
+                self._conflict_said = True
+                log.error(
+                    "telegram: another process is polling this bot (%s); several replicas must "
+                    "receive updates by webhook (TELEGRAM_WEBHOOK_URL)",
+                    exc.message,
+                )
+            return
+        log.warning("telegram: polling failed (%s); retrying", exc)
+
+    async def receive(self, data: dict[str, object]) -> bool:
+        """One update posted to the webhook route: queued for the handlers (True), or left alone
+        because this or another replica received it already (False).
+
+        Raises ``NotReceiving`` before start and from the moment ``stop()`` begins (Telegram then
+        sends it again, maybe to another replica), ``BadUpdate`` for a body that is no update.
+        """
+        if not self.receiving:
+            raise NotReceiving
+        if not isinstance(data.get("update_id"), int):
+            raise BadUpdate("no update_id")
+        try:
+            update = Update.de_json(data, self.app.bot)
+        except Exception as exc:
+            raise BadUpdate(f"not a Telegram update ({type(exc).__name__})") from exc
+        self._receipts += 1
+        self._received.clear()
+        try:  # (stop() waits for this: a claimed update must reach the queue before it closes)
+            if not await self.once.first(f"telegram-update:{self.app.bot.id}:{update.update_id}"):
+                log.info(
+                    "telegram: update %d was received already (a retry or another replica); skipped",
+                    update.update_id,
+                )
+                return False
+            await self.app.update_queue.put(update)
+            return True
+        finally:
+            self._receipts -= 1
+            if not self._receipts:
+                self._received.set()
 
     async def stop(self) -> bool:
         """Stop fetching updates, answer what is already in progress (for up to ``drain_s``),
         then close; True when all of it was answered. Updates not fetched yet stay with Telegram
-        for the next start."""
+        for the next start (by webhook: Telegram sends them again, to this or another replica).
+        The webhook stays registered: other replicas may still be serving it."""
         self.connected = False
+        self.receiving = False
         drained = True
         try:
             async with asyncio.timeout(self.drain_s):
                 if self.app.updater is not None and self.app.updater.running:
                     await self.app.updater.stop()
+                await self._received.wait()  # webhook updates claimed a moment ago are queued
                 for key in list(self._albums):
                     self._flush_album(key)
                 if self._album_tasks:

@@ -5,6 +5,10 @@ not a refusal. ``MAX_IN_FLIGHT_PER_USER`` questions of one user run together (so
 fill the engine's batches alone), up to ``MAX_QUEUED_PER_USER`` more wait their turn, and only
 beyond that is a question turned away. A question that finishes before an earlier one of the
 same user waits for it, so replies go out in the order the questions came.
+
+The line itself is this process's; with several processes (replicas behind a load balancer) a
+``SharedLoad`` also counts each user's questions across all of them, so that the bound holds for
+the user, not per process (``bots.state.redis_load``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Protocol
 
 
 class QueueFullError(Exception):
@@ -22,6 +27,19 @@ class QueueFullError(Exception):
     def __init__(self, waiting: int) -> None:
         super().__init__(f"{waiting} questions already waiting")
         self.waiting = waiting
+
+
+class SharedLoad(Protocol):
+    """Each user's questions admitted and not yet answered, in every process together."""
+
+    async def enter(self, platform: str, user_id: str) -> str | None:
+        """A ticket for one more question of the user (None: not counted, e.g. the store is
+        down); raises ``QueueFullError`` when the user already has as many as the bound allows."""
+        ...
+
+    async def leave(self, platform: str, user_id: str, ticket: str) -> None:
+        """The question is answered (or refused, or cancelled): it no longer counts."""
+        ...
 
 
 @dataclass(eq=False)

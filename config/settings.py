@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from bots.options import ChatOptions, DiscordOptions, TelegramOptions
+from bots.state.options import SharedStateOptions
 from bots.web.options import WebOptions
 from vqa_engine.checks_options import CheckOptions
 from vqa_engine.options import EngineOptions, ModelOptions
@@ -131,6 +132,7 @@ class Settings(  # type: ignore[misc]  # the sections' configs merge (pydantic d
     TelegramOptions,
     DiscordOptions,
     WebOptions,
+    SharedStateOptions,
     ServiceSettings,
     LogSettings,
 ):
@@ -140,8 +142,10 @@ class Settings(  # type: ignore[misc]  # the sections' configs merge (pydantic d
 
     @property
     def secrets(self) -> list[str]:
-        """Every secret value set, and each API key on its own (a log may quote one alone)."""
-        return [*super().secrets, *self.keys]
+        """Every secret value set, each API key on its own and the password inside ``REDIS_URL``
+        (a log may quote one alone)."""
+        password = self.redis_password
+        return [*super().secrets, *self.keys, *([password] if password else [])]
 
 
 class AskSettings(_Sources, ModelOptions, ImageSettings, CheckOptions, LogSettings):  # type: ignore[misc]
@@ -157,7 +161,9 @@ def load_settings(kind: type[K], **overrides: object) -> K:
         return kind(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg'].removeprefix('Value error, ')}"
+            # (a rule across settings has no location: its message names them)
+            f"{'.'.join(str(p) for p in err['loc']).upper() + ': ' if err['loc'] else ''}"
+            f"{err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from exc

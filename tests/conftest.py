@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,17 @@ ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL = ROOT / "models" / "easy-vqa-film"
 ANSWERS = ["black", "blue", "circle", "no", "rectangle", "red", "triangle", "yes"]
 QUESTIONS = ["what shape is in the image?", "what color is the shape?", "is there a red shape?"]
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """``main.main`` run in-process sets up logging to the stderr pytest captured for that test;
+    later tests' warnings would go to that closed stream ("Logging error")."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def png_bytes(color: tuple[int, int, int] = (255, 0, 0), size: tuple[int, int] = (64, 64)) -> bytes:

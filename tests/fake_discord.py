@@ -6,6 +6,12 @@ Pointing discord.py at it takes two class attributes, set by :meth:`FakeDiscord.
 ``Client`` never asks ``/gateway/bot``; it resumes at READY's ``resume_gateway_url``. What it
 speaks, and so what the fake speaks:
 
+- shards: an ``AutoShardedClient`` without a shard count asks ``GET /gateway/bot`` (the fake
+  recommends :attr:`~FakeDiscord.recommended_shards`), then opens one connection per shard, each
+  IDENTIFYing with ``shard: [id, count]``; READY echoes it and lists that shard's guilds only
+  (``(guild_id >> 22) % count``, as Discord assigns them), and each event goes to its guild's
+  shard (DMs to shard 0), queued until that shard has identified. Unsharded clients are shard 0 of 1.
+
 - start-up: ``GET /users/@me`` (a wrong token: 401, ``LoginFailure``), ``GET
   /oauth2/applications/@me``; then the gateway: HELLO (op 10) -> IDENTIFY (op 2) -> READY ->
   GUILD_CREATE per guild; heartbeat (op 1) -> ACK (op 11). The client asks for zlib-stream but
@@ -333,8 +339,12 @@ class FakeDiscord(LoopbackServer):
         self.attachments: dict[int, FakeAttachment] = {}
         self.interactions: dict[int, _Interaction] = {}
         self._dm_by_user: dict[int, int] = {}
-        self._pending: list[tuple[str, JSON, Callable[[], None] | None]] = []  # before the first IDENTIFY
-        self._session: _Session | None = None
+        #: what ``GET /gateway/bot`` recommends (an AutoShardedClient without a count runs that many)
+        self.recommended_shards = 1
+        self.shard_count = 1  # as the clients identified
+        # events for shards that have not identified yet
+        self._pending: list[tuple[str, JSON, Callable[[], None] | None]] = []
+        self._sessions: dict[int, _Session] = {}  # by shard id
         self._connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_snowflake = 0
@@ -351,6 +361,7 @@ class FakeDiscord(LoopbackServer):
         router.add_get("/attachments/{channel}/{id}/{filename}", self._handle_cdn)
         routes: list[tuple[str, Handler, bool]] = [
             ("GET /users/@me", self._get_me, True),
+            ("GET /gateway/bot", self._get_gateway_bot, True),
             ("GET /oauth2/applications/@me", self._get_application, True),
             (CREATE_MESSAGE, self._create_message, True),
             ("GET /channels/{channel_id}/messages/{message_id}", self._get_message, True),
@@ -461,7 +472,7 @@ class FakeDiscord(LoopbackServer):
                 "position": position,
                 "permission_overwrites": [],
             }
-        if self._session is not None:  # before the first IDENTIFY, READY lists every guild
+        if self._sessions:  # before the first IDENTIFY, READY lists every guild
             self._dispatch("GUILD_CREATE", self._guild_create(guild_id, joined=True))
         return self.guilds[guild_id]
 
@@ -779,11 +790,18 @@ class FakeDiscord(LoopbackServer):
     # -- dispatching -------------------------------------------------------------------------------
 
     def _dispatch(self, event: str, data: JSON, on_written: Callable[[], None] | None = None) -> None:
-        """Send an event now if connected, on RESUME if disconnected, after READY if never identified."""
-        if self._session is None:
+        """Send an event to its shard now if connected, on RESUME if disconnected, after READY if
+        that shard never identified."""
+        session = self._sessions.get(self._shard_of(event, data))
+        if session is None:
             self._pending.append((event, data, on_written))
         else:
-            self._append_event(self._session, event, data, on_written)
+            self._append_event(session, event, data, on_written)
+
+    def _shard_of(self, event: str, data: JSON) -> int:
+        """The shard Discord sends an event to: its guild's (DMs: shard 0)."""
+        guild_id = data.get("id") if event == "GUILD_CREATE" else data.get("guild_id")
+        return (int(guild_id) >> 22) % self.shard_count if guild_id is not None else 0
 
     def _append_event(
         self, session: _Session, event: str, data: JSON, on_written: Callable[[], None] | None = None
@@ -914,31 +932,44 @@ class FakeDiscord(LoopbackServer):
         if any(intents & bit and name not in self.privileged for name, bit in PRIVILEGED_INTENTS.items()):
             self._close(conn, 4014)  # disallowed intent(s)
             return
-        session = self._session = _Session(secrets.token_hex(16), intents, connection=conn)
+        shard = data.get("shard")
+        if shard is not None and not (
+            isinstance(shard, list) and len(shard) == 2 and 0 <= int(shard[0]) < int(shard[1])
+        ):
+            self._close(conn, 4010)  # invalid shard
+            return
+        shard_id, self.shard_count = (int(shard[0]), int(shard[1])) if shard is not None else (0, 1)
+        session = _Session(secrets.token_hex(16), intents, connection=conn)
+        self._sessions[shard_id] = session
         conn.session = session
         application = {"id": str(self.application_id), "flags": self._application_flags()}
+        guilds = [gid for gid in self.guilds if self._shard_of("GUILD_CREATE", {"id": gid}) == shard_id]
         ready: JSON = {
             "v": 10,
             "user": self.bot_user,
-            "guilds": [{"id": str(gid), "unavailable": True} for gid in self.guilds],
+            "guilds": [{"id": str(gid), "unavailable": True} for gid in guilds],
             "session_id": session.id,
             "resume_gateway_url": f"ws://127.0.0.1:{self.port}/resume",
             "application": application,
             "private_channels": [],
             "relationships": [],
         }
+        if shard is not None:
+            ready["shard"] = [shard_id, self.shard_count]
         self._append_event(session, "READY", ready)
-        for guild_id in self.guilds:
+        for guild_id in guilds:
             self._append_event(session, "GUILD_CREATE", self._guild_create(guild_id))
         pending, self._pending = self._pending, []
         for event, event_data, on_written in pending:
-            if event != "GUILD_CREATE":  # every known guild was just sent
+            if self._shard_of(event, event_data) != shard_id:
+                self._pending.append((event, event_data, on_written))  # another shard's
+            elif event != "GUILD_CREATE":  # every known guild was just sent
                 self._append_event(session, event, event_data, on_written)
         conn.outbox.put_nowait(lambda: self.record(READY))
 
     def _resume(self, conn: _Connection, data: JSON) -> None:
-        session = self._session
-        if session is None or data.get("token") != self.token or data.get("session_id") != session.id:
+        session = next((s for s in self._sessions.values() if s.id == data.get("session_id")), None)
+        if session is None or data.get("token") != self.token:
             conn.outbox.put_nowait(json.dumps({"op": OP_INVALID_SESSION, "d": False}))
             return
         if session.connection is not None and session.connection is not conn:
@@ -989,6 +1020,11 @@ class FakeDiscord(LoopbackServer):
 
     def _get_me(self, request: web.Request, body: Any, files: list[UploadedFile]) -> web.Response:
         return _json(self.bot_user)
+
+    def _get_gateway_bot(self, request: web.Request, body: Any, files: list[UploadedFile]) -> web.Response:
+        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+        gateway = {"url": self.gateway_url.rstrip("/"), "shards": self.recommended_shards}
+        return _json({**gateway, "session_start_limit": limit})
 
     def _get_application(self, request: web.Request, body: Any, files: list[UploadedFile]) -> web.Response:
         return _json(

@@ -15,11 +15,18 @@ Pointing PTB at it: ``ApplicationBuilder().base_url(fake.base_url).base_file_url
   cancels its poll, then calls ``getUpdates(timeout=0)``: without the wake every teardown would
   cost the poll timeout).
 
-Methods: getMe, deleteWebhook, setMyCommands, getUpdates, sendMessage, sendPhoto,
-sendChatAction, getFile (and the download), answerCallbackQuery; any other method is a 404, as
-on the real API. Errors a bot could get wrong are the real ones: a wrong token (401), an unknown
-chat, an empty or over-long text, ``Message to be replied not found`` when the quoted message is
-gone and sending without the reply was not allowed, getFile above 20 MB.
+Methods: getMe, setWebhook, deleteWebhook, getWebhookInfo, setMyCommands, getUpdates,
+sendMessage, sendPhoto, sendChatAction, getFile (and the download), answerCallbackQuery; any other
+method is a 404, as on the real API. Errors a bot could get wrong are the real ones: a wrong
+token (401), an unknown chat, an empty or over-long text, ``Message to be replied not found`` when
+the quoted message is gone and sending without the reply was not allowed, getFile above 20 MB.
+
+Webhooks, as Telegram does them: once ``setWebhook`` registered a URL (and a ``secret_token``),
+``getUpdates`` answers 409 Conflict and every new update is POSTed to that URL as JSON with the
+secret in ``X-Telegram-Bot-Api-Secret-Token`` (recorded under :data:`WEBHOOK`, with the status the
+bot answered); an update whose delivery failed stays pending (``getWebhookInfo`` counts it and
+shows the last error; ``getUpdates`` returns it after ``deleteWebhook``).
+:meth:`~FakeTelegram.post_update` POSTs any update to any URL, with any secret, as Telegram would.
 
 Users act through :meth:`~FakeTelegram.send_text`, :meth:`~FakeTelegram.send_photo`,
 :meth:`~FakeTelegram.send_document`, :meth:`~FakeTelegram.send_media_group`,
@@ -52,6 +59,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import telegram
 from aiohttp import web
 
@@ -59,12 +67,25 @@ from tests.loopback import DOWNLOAD, Failure, LoopbackServer
 
 JSON = dict[str, Any]
 
+#: what the fake records each webhook delivery under (params: the update, and the url)
+WEBHOOK = "webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 DEFAULT_PHOTO_SIZES: tuple[tuple[int, int], ...] = ((90, 90), (320, 320), (800, 800))
 GET_FILE_LIMIT = 20 * 1024 * 1024  # the cloud Bot API refuses getFile above this
 MAX_TEXT = 4096  # UTF-16 code units
 # form values that stay strings (every other value arrives JSON-encoded)
 _TEXT_FIELDS = frozenset(
-    {"text", "caption", "parse_mode", "action", "file_id", "photo", "callback_query_id", "url"}
+    {
+        "text",
+        "caption",
+        "parse_mode",
+        "action",
+        "file_id",
+        "photo",
+        "callback_query_id",
+        "url",
+        "secret_token",
+    }
 )
 _COMMAND_RE = re.compile(r"^/([A-Za-z0-9_]{1,32})(@[A-Za-z0-9_]{3,32})?(?=\s|$)")
 _MENTION_RE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{5,32}\b")
@@ -202,8 +223,15 @@ class FakeTelegram(LoopbackServer):
         self._pollers: set[asyncio.Future[None]] = set()
         self._sent_by_chat: dict[int, list[SentMessage]] = {}
         self._reply_cursor: dict[int, int] = {}
+        #: the registered webhook (``url``, ``secret_token``, ``allowed_updates``), or None: polling
+        self.webhook: JSON | None = None
+        self._last_webhook_error: tuple[int, str] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._deliveries: set[asyncio.Task[None]] = set()
         self._methods = {
             "getme": self._get_me,
+            "setwebhook": self._set_webhook,
+            "getwebhookinfo": self._get_webhook_info,
             "deletewebhook": self._delete_webhook,
             "setmycommands": self._set_my_commands,
             "sendmessage": self._send_message,
@@ -219,6 +247,13 @@ class FakeTelegram(LoopbackServer):
 
     async def on_stop(self) -> None:
         self._wake_pollers()
+        for task in list(self._deliveries):
+            task.cancel()
+        if self._deliveries:
+            await asyncio.wait(self._deliveries, timeout=3)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     @property
     def base_url(self) -> str:
@@ -268,9 +303,38 @@ class FakeTelegram(LoopbackServer):
             self._messages.setdefault(chat_id, {})[message_id] = message
             self._last_message_id[chat_id] = max(self._last_message_id.get(chat_id, 0), message_id)
             self._injected_at[(chat_id, message_id)] = time.monotonic()
+        if self.webhook is not None:
+            task = asyncio.get_running_loop().create_task(self._deliver(update))
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
+            return update
         self._pending.append((update["update_id"], json.dumps(update)))
         self._wake_pollers()
         return update
+
+    async def post_update(self, update: JSON, url: str, *, secret: str | None = None) -> int:
+        """POST ``update`` to ``url`` as Telegram delivers a webhook update (``secret``: the header's
+        value; None sends none); the HTTP status, or 0 when the connection failed. Recorded."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        headers = {SECRET_HEADER: secret} if secret is not None else {}
+        try:
+            async with self._http.post(url, json=update, headers=headers) as response:
+                await response.read()
+                status = response.status
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            status = 0
+        self.record(WEBHOOK, {"update": update, "url": url}, status)
+        return status
+
+    async def _deliver(self, update: JSON) -> None:
+        """Deliver a new update to the registered webhook; if it fails, it stays pending."""
+        webhook = self.webhook
+        assert webhook is not None
+        status = await self.post_update(update, webhook["url"], secret=webhook.get("secret_token"))
+        if not 200 <= status < 300:
+            self._last_webhook_error = (int(time.time()), f"Wrong response from the webhook: {status}")
+            self._pending.append((update["update_id"], json.dumps(update)))
 
     def send_text(
         self,
@@ -504,6 +568,12 @@ class FakeTelegram(LoopbackServer):
                 raise _ApiError(401, "Unauthorized")
             if failure is not None:
                 raise _injected(failure)
+            if method.lower() == "getupdates" and self.webhook is not None:
+                raise _ApiError(
+                    409,
+                    "Conflict: can't use getUpdates method while webhook is active; "
+                    "use deleteWebhook to delete the webhook first",
+                )
             if method.lower() == "getupdates":
                 self.record(method, params)  # when asked, not after the long poll
                 return await self._get_updates(params)
@@ -568,7 +638,36 @@ class FakeTelegram(LoopbackServer):
     def _get_me(self, params: dict[str, Any]) -> JSON:
         return {**self.bot_user, "can_join_groups": True, "can_read_all_group_messages": False}
 
+    def _set_webhook(self, params: dict[str, Any]) -> bool:
+        url = params.get("url")
+        if not isinstance(url, str):
+            raise _bad("url is empty")
+        if not url:  # an empty URL removes the webhook, as on the real API
+            self.webhook = None
+            return True
+        secret = params.get("secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
+            raise _bad("secret token contains unallowed characters")
+        if params.get("drop_pending_updates") is True:
+            self._pending.clear()
+        self.webhook = {"url": url, "secret_token": secret, "allowed_updates": params.get("allowed_updates")}
+        self._wake_pollers()  # a long poll in progress ends (the real API ends it with 409)
+        return True
+
+    def _get_webhook_info(self, params: dict[str, Any]) -> JSON:
+        info: JSON = {
+            "url": self.webhook["url"] if self.webhook else "",
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._pending),
+        }
+        if self.webhook and self.webhook.get("allowed_updates"):
+            info["allowed_updates"] = self.webhook["allowed_updates"]
+        if self.webhook and self._last_webhook_error is not None:
+            info["last_error_date"], info["last_error_message"] = self._last_webhook_error
+        return info
+
     def _delete_webhook(self, params: dict[str, Any]) -> bool:
+        self.webhook = None
         if params.get("drop_pending_updates") is True:
             self._pending.clear()
         return True

@@ -18,7 +18,7 @@ import aiohttp
 import yaml
 
 import main
-from config import Settings
+from config import Settings, load_settings
 from config.reference import END, START, env_example, table
 from tests.conftest import ROOT
 from tests.web_fixture import child_env, free_port, start_child
@@ -130,16 +130,39 @@ async def test_the_containers_command_and_health_check_as_a_plain_process(tmp_pa
 
 def test_compose_builds_the_dockerfile_with_its_arguments_port_and_volume() -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
-    [service] = compose["services"].values()
+    services = compose["services"]
+    service = services["vqa-chat"]
     args = service["build"]["args"]
     assert set(args) <= {line.split("=")[0] for line in dockerfile()["ARG"]}
     assert args["TORCH_INDEX_URL"].endswith("/whl/cpu")
     port = docker_env()["PORT"]
-    assert service["ports"] == [f"{port}:{port}"]
+    assert service["environment"]["PORT"] == port
+    assert services["proxy"]["ports"] == [f"{port}:{port}"]  # the replicas are reached through it
+    assert f"listen {port};" in compose["configs"]["nginx"]["content"]
     [volume] = service["volumes"]
-    name, target = volume.split(":")
-    assert target == json.loads(dockerfile()["VOLUME"][0])[0] and name in compose["volumes"]
+    name, target = volume.split(":")[:2]
+    assert target.split()[0] == json.loads(dockerfile()["VOLUME"][0])[0] and name in compose["volumes"]
     assert service["env_file"][0]["path"] == ".env"
+
+
+def test_compose_runs_two_replicas_sharing_redis_and_discord_once() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    replicas, discord = services["vqa-chat"], services["discord"]
+    assert replicas["deploy"]["replicas"] == 2
+    for service in (replicas, discord):
+        settings = load_settings(Settings, **{k.lower(): v for k, v in service["environment"].items()})
+        assert (
+            settings.redis_url is not None and settings.redis_url.get_secret_value() == "redis://redis:6379/0"
+        )
+        assert "redis" in service["depends_on"]
+    # each platform connects once: Discord in its own service, Telegram (by webhook) in the replicas
+    assert replicas["environment"]["DISCORD_TOKEN"] == "" and discord["environment"]["TELEGRAM_TOKEN"] == ""
+    assert load_settings(Settings, discord_token="").discord_token is None  # blank: unset
+    assert discord["profiles"] == ["discord"] and discord["image"] == replicas["image"]
+    # two processes never rotate one prediction log: each writes in its own container
+    assert not replicas["environment"]["PREDICTION_LOG"].startswith("/data/")
+    assert "volatile-lru" in services["redis"]["command"]  # every key has an expiry
 
 
 # -- Heroku-style hosts, systemd ----------------------------------------------------------------

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter
+from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -383,3 +383,41 @@ def test_entities_use_utf16_offsets() -> None:
     assert detect_entities("/ask what?") == [{"type": "bot_command", "offset": 0, "length": 4}]
     assert detect_entities("🙂 @vqa_test_bot hi") == [{"type": "mention", "offset": 3, "length": 13}]
     assert detect_entities("mail a@example.com, not /start") == []
+
+
+async def test_webhook_set_delivers_with_the_secret_and_getupdates_conflicts(fake: FakeTelegram) -> None:
+    received: list[tuple[str | None, dict[str, object]]] = []
+    statuses = iter([500, 200])
+
+    async def hook(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        received.append((request.headers.get("X-Telegram-Bot-Api-Secret-Token"), await request.json()))
+        return aiohttp.web.Response(status=next(statuses))
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/hook", hook)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    try:
+        async with Bot(fake.token, base_url=fake.base_url) as bot:
+            assert await bot.set_webhook(url, secret_token="s3cret_-token")
+            fake.send_text(42, 42, "first")  # the hook answers 500: it stays pending
+            await fake.wait_for(lambda calls: [c for c in calls if c.route == "webhook"])
+            fake.send_text(42, 42, "second")
+            await fake.wait_for(lambda calls: len([c for c in calls if c.route == "webhook"]) == 2)
+            info = await bot.get_webhook_info()
+            with pytest.raises(Conflict, match="webhook is active"):
+                await bot.get_updates()
+            assert await bot.delete_webhook()
+            pending = await bot.get_updates()  # after deleteWebhook, the undelivered one
+    finally:
+        await runner.cleanup()
+    assert [(secret, update["message"]["text"]) for secret, update in received] == [  # type: ignore[index]
+        ("s3cret_-token", "first"),
+        ("s3cret_-token", "second"),
+    ]
+    assert info.url == url and info.pending_update_count == 1
+    assert info.last_error_message == "Wrong response from the webhook: 500"
+    assert [u.message.text for u in pending if u.message] == ["first"]

@@ -22,6 +22,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "HF_TOKEN",
         "DEVICE",
         "LOG_LEVEL",
+        "REDIS_URL",
+        "DISCORD_SHARD_COUNT",
+        "DISCORD_SHARD_IDS",
+        "TELEGRAM_WEBHOOK_URL",
+        "TELEGRAM_WEBHOOK_SECRET",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
@@ -114,3 +119,89 @@ def test_blank_urls_and_revision_mean_unset(monkeypatch: pytest.MonkeyPatch) -> 
     settings = load_settings(Settings)
     assert settings.telegram_base_url is None and settings.discord_api_base is None
     assert settings.model_revision is None and settings.port is None
+
+
+# -- scaling: shared state, webhooks, shards --------------------------------------------------------
+
+WEBHOOK = {"TELEGRAM_WEBHOOK_URL": "https://bot.example.com/telegram"}
+WEBHOOK_SECRET = {"TELEGRAM_WEBHOOK_SECRET": "a-secret-of-24-characters"}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL: the scheme must be one of redis, rediss, unix"),
+        ({"REDIS_URL": "redis://:hunter2-pass@cache:port"}, "REDIS_URL: not a URL like redis://HOST:6379/0"),
+        ({"REDIS_URL": "redis://:hunter2-pass@/0"}, "REDIS_URL: the URL needs a host"),
+        ({"REDIS_PREFIX": "my app"}, "REDIS_PREFIX: 1 to 32 letters"),
+        ({"REDIS_TIMEOUT_S": "0"}, "REDIS_TIMEOUT_S"),
+        ({"DISCORD_SHARD_IDS": "0,1"}, "DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (a number)"),
+        (
+            {"DISCORD_SHARD_COUNT": "auto", "DISCORD_SHARD_IDS": "0"},
+            "DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT",
+        ),
+        (
+            {"DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "1,2"},
+            "DISCORD_SHARD_IDS: shard 2 does not exist with DISCORD_SHARD_COUNT=2",
+        ),
+        ({"DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "1,1"}, "DISCORD_SHARD_IDS names a shard twice"),
+        ({"DISCORD_SHARD_COUNT": "0"}, "DISCORD_SHARD_COUNT: at least 1"),
+        ({"DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "one"}, "DISCORD_SHARD_IDS: 'one' is not a shard"),
+        (WEBHOOK, "TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET"),
+        (
+            {"TELEGRAM_WEBHOOK_URL": "ftp://bot.example.com/telegram", **WEBHOOK_SECRET},
+            "TELEGRAM_WEBHOOK_URL: 'ftp://bot.example.com/telegram' is not a URL",
+        ),
+        (
+            {"TELEGRAM_WEBHOOK_URL": "https://bot.example.com/api/v1/answer", **WEBHOOK_SECRET},
+            "the path /api/v1/answer is taken by the HTTP API",
+        ),
+        (
+            {**WEBHOOK, "TELEGRAM_WEBHOOK_SECRET": "hunter2 pass with spaces"},
+            "TELEGRAM_WEBHOOK_SECRET: only letters, digits, _ and -",
+        ),
+    ],
+)
+def test_scaling_settings_that_cannot_work_are_named_without_echoing_secrets(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as error:
+        load_settings(Settings)
+    assert message in str(error.value)
+    assert "hunter2" not in str(error.value)
+
+
+def test_scaling_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", " redis://:p%40ss-w0rd@cache:6380/2 ")
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", " AUTO ")
+    for name, value in {**WEBHOOK, **WEBHOOK_SECRET}.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(Settings)
+    assert settings.redis_url is not None
+    assert settings.redis_url.get_secret_value() == "redis://:p%40ss-w0rd@cache:6380/2"
+    assert settings.redis_password == "p@ss-w0rd"
+    assert {"redis://:p%40ss-w0rd@cache:6380/2", "p@ss-w0rd", "a-secret-of-24-characters"} <= set(
+        settings.secrets
+    )
+    assert settings.discord_shard_count == "auto" and settings.shard_ids is None
+    assert settings.webhook_path == "/telegram"
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "4")
+    monkeypatch.setenv("DISCORD_SHARD_IDS", "2, 3")
+    settings = load_settings(Settings)
+    assert (settings.discord_shard_count, settings.shard_ids) == (4, [2, 3])
+
+
+def test_without_redis_url_nothing_is_shared() -> None:
+    settings = load_settings(Settings)
+    assert settings.redis_url is None and settings.redis_password is None
+    assert settings.discord_shard_count is None and settings.telegram_webhook_url is None
+
+
+def test_blank_tokens_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """So that one service of a deployment can leave a platform to another (compose.yaml)."""
+    monkeypatch.setenv("TELEGRAM_TOKEN", "")
+    monkeypatch.setenv("DISCORD_TOKEN", "  ")
+    settings = load_settings(Settings)
+    assert settings.telegram_token is None and settings.discord_token is None

@@ -42,7 +42,7 @@ from vqa_engine.model_facts import ModelFacts, facts_of
 from vqa_engine.model_info import ModelInfo
 from vqa_engine.options import MAX_TOP_K, EngineOptions
 from vqa_engine.prediction import Prediction
-from vqa_engine.prediction_cache import CacheKey, PredictionCache, image_digest
+from vqa_engine.prediction_cache import CacheKey, PredictionCache, SharedPredictions, image_digest
 from vqa_engine.preprocess import ImageLimits, clean_question
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ class VQAEngine:
         options: EngineOptions = EngineOptions(),
         limits: ImageLimits = ImageLimits(),
         checks: CheckOptions = CheckOptions(),
+        shared_cache: SharedPredictions | None = None,
     ) -> None:
         self._loader = loader
         self.options = options
@@ -109,7 +110,8 @@ class VQAEngine:
         self._idle = asyncio.Event()  # nothing admitted is unanswered
         self._idle.set()
         self._in_flight = 0
-        self._cache = PredictionCache(options.cache_size)
+        # ``shared_cache``: answers shared by several processes (Redis), behind this one's LRU
+        self._cache = PredictionCache(options.cache_size, shared=shared_cache)
         self._stats = StatsRecorder()
         self._started_at = 0.0
         self._model_key = ""  # the cache is per model revision
@@ -292,7 +294,7 @@ class VQAEngine:
             else:
                 digest = await self._loop.run_in_executor(self._decode_pool, image_digest, image)
             key = (digest, self._backend.question_key(question), self._model_key)
-            cached = self._cache.get(key)
+            cached = await self._cache.lookup(key)
             if cached is not None:
                 return cached
 
@@ -301,7 +303,7 @@ class VQAEngine:
         self._decode_pool.submit(self._decode, request)
         prediction = await request.future
         if key is not None:
-            self._cache.put(key, prediction)
+            await self._cache.store(key, prediction)
         return prediction
 
     # -- decode threads ---------------------------------------------------------------------
@@ -413,6 +415,7 @@ class VQAEngine:
             requests=stats.requests(),
             cache_hits=self._cache.hits,
             cache_misses=self._cache.misses,
+            shared_cache_hits=self._cache.shared_hits,
             batches=stats.batches,
             mean_batch_size=stats.mean_batch_size,
             largest_batch=stats.largest_batch,

@@ -43,6 +43,7 @@ class EngineStats:
     members: tuple[ModelInfo, ...] = ()  # an ensemble's models
     batch_sizes: dict[int, int] = field(default_factory=dict)  # forward passes by batch size
     answer_checks: str = ""  # which checks judge the answers (AnswerChecks.describe)
+    shared_cache_hits: int = 0  # (of cache_hits) answered by the cache shared with other processes
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -52,3 +52,27 @@ class Prediction:
             "unknown_words": list(self.unknown_words),
             "familiarity": self.familiarity,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Prediction:
+        """The prediction ``to_dict`` described (a shared cache stores that shape).
+
+        Raises ``ValueError`` (or ``KeyError``/``TypeError``) for anything else.
+        """
+        reason = data.get("reason")
+        if reason is not None and reason not in REASONS:
+            raise ValueError(f"unknown reason {reason!r}")
+        top_k = data["top_k"]
+        words = data.get("unknown_words") or []
+        familiarity = data.get("familiarity")
+        if not isinstance(top_k, list) or not isinstance(words, list):
+            raise ValueError("top_k and unknown_words must be lists")
+        return cls(
+            answer=str(data["answer"]),
+            confidence=float(data["confidence"]),  # type: ignore[arg-type]
+            top_k=tuple(Candidate(str(c["answer"]), float(c["confidence"])) for c in top_k),
+            abstain=bool(data.get("abstain", False)),
+            reason=reason,  # type: ignore[arg-type]
+            unknown_words=tuple(str(w) for w in words),
+            familiarity=None if familiarity is None else float(familiarity),  # type: ignore[arg-type]
+        )

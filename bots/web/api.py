@@ -54,13 +54,16 @@ _FORM_SCHEMA = {
 
 @dataclass(frozen=True)
 class Probes:
-    """What ``/readyz`` looks at: the model, and each configured chat platform's connection."""
+    """What ``/readyz`` looks at: the model, and each configured chat platform's connection;
+    ``redis``, when ``REDIS_URL`` is set, says whether the shared state is ``up`` or ``down``."""
 
     model_ready: Callable[[], bool]
     platforms: Callable[[], Mapping[str, bool]]
+    redis: Callable[[], str] | None = None
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
-        """Ready when the model is loaded and every configured platform is connected."""
+        """Ready when the model is loaded and every configured platform is connected. Redis being
+        down does not make the process unready: it answers on its own state meanwhile."""
         platforms = dict(self.platforms())
         model = self.model_ready()
         waiting = ([] if model else ["model"]) + sorted(name for name, up in platforms.items() if not up)
@@ -70,6 +73,8 @@ class Probes:
             "platforms": {name: "connected" if up else "not connected" for name, up in platforms.items()},
             "waiting_for": waiting,
         }
+        if self.redis is not None:
+            body["redis"] = self.redis()
         return not waiting, body
 
 

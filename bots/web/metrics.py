@@ -40,6 +40,7 @@ class Metrics:
         *,
         engine_stats: Callable[[], EngineStats],
         platforms: Callable[[], Mapping[str, bool]],
+        redis_up: Callable[[], bool] | None = None,
     ) -> None:
         self.registry = registry
         self.requests = Counter(
@@ -55,7 +56,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        registry.register(EngineCollector(engine_stats, platforms))
+        registry.register(EngineCollector(engine_stats, platforms, redis_up))
         ProcessCollector(registry=registry)  # resident memory, CPU seconds, open files
 
     def observe(self, platform: str, outcome: str, latency_s: float) -> None:
@@ -76,10 +77,14 @@ class EngineCollector(Collector):
     """The engine's counters and the platforms' connections, read when scraped."""
 
     def __init__(
-        self, engine_stats: Callable[[], EngineStats], platforms: Callable[[], Mapping[str, bool]]
+        self,
+        engine_stats: Callable[[], EngineStats],
+        platforms: Callable[[], Mapping[str, bool]],
+        redis_up: Callable[[], bool] | None = None,
     ) -> None:
         self.engine_stats = engine_stats
         self.platforms = platforms
+        self.redis_up = redis_up  # None: no REDIS_URL
 
     def collect(self) -> Iterator[Metric]:
         stats = self.engine_stats()
@@ -124,6 +129,10 @@ class EngineCollector(Collector):
         for platform, up in sorted(self.platforms().items()):
             connected.add_metric([platform], int(up))
         yield connected
+        if self.redis_up is not None:
+            yield GaugeMetricFamily(
+                "vqa_redis_up", "1 while the shared state in Redis is reachable", value=int(self.redis_up())
+            )
 
 
 def batch_histogram(sizes: Mapping[int, int]) -> HistogramMetricFamily:

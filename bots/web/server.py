@@ -13,12 +13,12 @@ import contextlib
 import logging
 import math
 import socket
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 
 import gradio as gr
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from bots.web.api import FORM_OVERHEAD_BYTES, BodyLimit, Probes, api_router
 from bots.web.asker import WebAsker
@@ -41,8 +41,10 @@ def build_app(
     metrics: Metrics,
     max_image_bytes: int,
     examples_dir: Path | None = None,
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
-    """The routes first, then the Gradio page at ``/`` for everything else."""
+    """The routes (``routers``: more of them, e.g. Telegram's webhook) first, then the Gradio page
+    at ``/`` for everything else."""
     app = FastAPI(
         title="vqa-chat",
         summary="Answers questions about images",
@@ -51,6 +53,8 @@ def build_app(
         openapi_url="/api/openapi.json",
     )
     app.include_router(api_router(asker, probes=probes, metrics=metrics, keys=options.keys))
+    for router in routers:
+        app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=max_image_bytes + FORM_OVERHEAD_BYTES)
     blocks = build_ui(asker, examples_dir=examples_dir)
     # a bounded queue: past max_size the page says the app is busy instead of waiting forever
@@ -116,6 +120,9 @@ class WebServer:
     @property
     def connected(self) -> bool:
         return self._server.started and not self._server.should_exit
+
+    def health(self) -> list[str]:
+        return []
 
     async def start(self) -> None:
         """Listen, start the app (Gradio's queue), serve. Raises ``WebServerError``."""
