@@ -33,11 +33,16 @@ EXAMPLES = (
 TITLE = "Ask a picture"
 
 
+#: gr.Label shows whole percentages, rounded: anything from 0.995 would read "100%", which a
+#: model's probability never means (bots/replies.percent says ">99.9%" for the same reason)
+CHART_MAX = 0.994
+
+
 def chart(reply: Reply) -> dict[str, float] | None:
     """The top candidates for ``gr.Label`` (None clears it: nothing was answered)."""
     if not reply.predictions:
         return None
-    return {c.answer: c.confidence for c in reply.predictions[0].top_k}
+    return {c.answer: min(c.confidence, CHART_MAX) for c in reply.predictions[0].top_k}
 
 
 def upload_of(payload: Any) -> Path | None:
