@@ -252,7 +252,9 @@ async def test_a_telegram_answer_drawn_as_a_chat(tmp_path: Path, browser: WebDri
         bot.fake.send_photo(42, 42, photo, caption=COLOR_Q)
         reply = await bot.reply(42)
     page = tmp_path / "chat.html"
-    page.write_text(chat_transcript(photo, COLOR_Q, reply.text or ""), encoding="utf-8")
+    [row] = reply.params["reply_markup"]["inline_keyboard"]  # the buttons under the answer
+    buttons = [button["text"] for button in row]
+    page.write_text(chat_transcript(photo, COLOR_Q, reply.text or "", buttons), encoding="utf-8")
     shot = screenshot_path(tmp_path, "telegram-answer.png")
 
     def steps(driver: WebDriver) -> str:
@@ -265,11 +267,13 @@ async def test_a_telegram_answer_drawn_as_a_chat(tmp_path: Path, browser: WebDri
     shown = await in_browser(browser, steps)
     assert (reply.text or "").startswith("blue — ")
     assert shown == reply.text
+    assert buttons == ["📊 Chart", "👍", "👎"]
     assert shot.stat().st_size > 5_000
 
 
-def chat_transcript(photo: bytes, caption: str, answer: str) -> str:
+def chat_transcript(photo: bytes, caption: str, answer: str, buttons: list[str]) -> str:
     image = base64.b64encode(photo).decode()
+    keys = "".join(f'<span class="key">{html.escape(b)}</span>' for b in buttons)
     return f"""<!doctype html><meta charset="utf-8"><title>chat</title>
 <style>
 body {{ margin: 0; padding: 20px; background: #e7ebf0; font: 15px/1.35 sans-serif; }}
@@ -278,9 +282,13 @@ body {{ margin: 0; padding: 20px; background: #e7ebf0; font: 15px/1.35 sans-seri
 .me img {{ width: 128px; height: 128px; image-rendering: pixelated; display: block; border-radius: 8px; }}
 .bot {{ background: #fff; font-family: sans-serif; }}
 .who {{ color: #3a6d99; font-weight: bold; font-size: 13px; }}
+.keys {{ display: flex; gap: 4px; max-width: 350px; }}
+.key {{ flex: 1; text-align: center; padding: 7px 0; border-radius: 8px; background: #d8e2ec;
+        color: #1f3b57; font-size: 14px; }}
 </style>
 <div class="msg me"><img src="data:image/png;base64,{image}" alt="photo">{html.escape(caption)}</div>
-<div class="who">vqa-chat bot</div><div class="msg bot">{html.escape(answer)}</div>"""
+<div class="who">vqa-chat bot</div><div class="msg bot">{html.escape(answer)}</div>
+<div class="keys">{keys}</div>"""
 
 
 def test_screenshots_in_the_readme_exist() -> None:
