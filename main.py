@@ -497,14 +497,16 @@ def build_web_server(
     options = settings.section(WebOptions)
     link = state.link if state is not None else None
     routers: list[APIRouter] = []
+    body_caps: dict[str, int] = {}
     if webhook_inbox is not None:
         from bots.options import TelegramOptions
-        from bots.web.telegram_webhook import telegram_webhook_router
+        from bots.web.telegram_webhook import MAX_UPDATE_BYTES, telegram_webhook_router
 
         telegram = settings.section(TelegramOptions)
         assert telegram.webhook_path is not None and telegram.telegram_webhook_secret is not None
         secret = telegram.telegram_webhook_secret.get_secret_value()
         routers.append(telegram_webhook_router(telegram.webhook_path, secret=secret, inbox=webhook_inbox))
+        body_caps[telegram.webhook_path] = MAX_UPDATE_BYTES
     app = build_app(
         WebAsker(core),
         options=options,
@@ -517,13 +519,13 @@ def build_web_server(
         max_image_bytes=settings.max_image_bytes,
         examples_dir=EXAMPLES_DIR,
         routers=routers,
+        body_caps=body_caps,
     )
     return WebServer(
         app,
         host=http.host,
         port=http.port,
         shutdown_timeout_s=settings.shutdown_timeout_s,
-        forwarded_allow_ips=options.forwarded_allow_ips,
     )
 
 

@@ -110,6 +110,13 @@ API_NOT_A_FORM = (
     "optionally, top_k."
 )
 API_BAD_FORM = "I couldn't read that form; send the image and the question as multipart/form-data."
+API_METHOD = "Send the question with POST, as multipart/form-data (image, question, top_k)."
+#: a request body that did not arrive in time (the server stops waiting: BodyGuard's timeout)
+REQUEST_TIMEOUT = "The request took too long to arrive; please send it again."
+#: a request the web app cannot use (an unknown event, inputs of the wrong number or kind)
+WEB_BAD_REQUEST = "That request is not one this page sends; please reload the page and try again."
+#: an upload the web app did not store itself (a path it was handed instead of a file)
+WEB_NOT_AN_UPLOAD = "Please upload the image again: I only read images uploaded on this page."
 ERROR = "Sorry, something went wrong on my side while answering. Please try again in a moment."
 
 
@@ -279,10 +286,13 @@ def too_large(size: int, limit: int) -> str:
 
 
 def not_an_image(mime_type: str) -> str:
-    return (
-        f"That file is {describe_mime(mime_type)}, not an image I can read; "
-        f"please send a {SUPPORTED_TEXT} image."
-    )
+    """Names what the file is when we know; never repeats the declared type (a client wrote it)."""
+    what = describe_mime(mime_type)
+    if what is None:
+        image = mime_type.strip().lower().startswith("image/")
+        what = "in an image format I can't read" if image else "not an image I can read"
+        return f"That file is {what}; please send a {SUPPORTED_TEXT} image."
+    return f"That file is {what}, not an image I can read; please send a {SUPPORTED_TEXT} image."
 
 
 def chart_caption(question: str) -> str:
@@ -293,6 +303,11 @@ def thanks(button: str, *, changed: bool) -> str:
     """After a 👍/👎: every vote counts towards how good the answers are (``/stats``)."""
     mark = BUTTON_LABELS.get(button, "")
     return f"Changed to {mark}, thanks." if changed else f"Thanks for the {mark}!"
+
+
+def request_too_large(limit: int) -> str:
+    """A request body (not an image upload) over its route's cap."""
+    return f"That request body is larger than {human_bytes(limit)}, the most this address accepts."
 
 
 def upload_too_large(limit: int) -> str:

@@ -264,7 +264,8 @@ class TelegramAdapter:
         """
         if not self.receiving:
             raise NotReceiving
-        if not isinstance(data.get("update_id"), int):
+        update_id = data.get("update_id")
+        if not isinstance(update_id, int) or isinstance(update_id, bool):  # (a bool is an int)
             raise BadUpdate("no update_id")
         try:
             update = Update.de_json(data, self.app.bot)

@@ -7,6 +7,7 @@ what users get (replies), what a forger or a retry gets (the HTTP status, no rep
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -256,3 +257,36 @@ async def test_a_second_process_polling_the_same_bot_is_named_once(
     assert len(named) == 1 and "TELEGRAM_WEBHOOK_URL" in named[0]
     assert len([c for c in fake.calls_of("getUpdates") if c.status == 409]) == 2
     assert (reply.text or "").startswith("blue — ")
+
+
+async def test_bodies_shaped_unlike_an_update_get_400_without_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.INFO)
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
+    message = {"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}}
+    deep: object = "x"
+    for _ in range(40):
+        deep = [deep]
+    bodies = [
+        b"[" * 100_000,  # Python's parser gives up (RecursionError)
+        json.dumps({"update_id": 7, "message": message, "x": deep}).encode(),  # parses, but 40 deep
+        json.dumps({"update_id": True, "message": message}).encode(),  # a bool is no update id
+        json.dumps({"update_id": -1, "message": message}).encode(),
+        json.dumps({"update_id": 1.5, "message": message}).encode(),
+        b"\xff\xfe not utf-8",
+        b"",
+    ]
+    async with webhook_bot(tmp_path) as bot, aiohttp.ClientSession() as http:
+        statuses = []
+        for body in bodies:
+            async with http.post(bot.url, data=body, headers=headers) as response:
+                statuses.append((response.status, await response.json()))
+        async with http.post(bot.url, data=b"{" * (2 * 2**20), headers=headers) as response:
+            too_large = response.status
+        replies = bot.fake.replies(USER) + bot.fake.replies(1)
+    assert statuses == [(400, {"ok": False, "description": "Bad Request: not an update"})] * len(bodies)
+    assert too_large == 413
+    assert replies == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert "Traceback" not in capfd.readouterr().err

@@ -26,6 +26,9 @@ _MIME_NAMES = {
     "image/heif": "a HEIF photo",
     "image/avif": "an AVIF image",
     "image/tiff": "a TIFF image",
+    "image/x-icon": "an ICO icon",
+    "image/vnd.microsoft.icon": "an ICO icon",
+    "image/x-ms-bmp": "a BMP image",
     "application/msword": "a Word document",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "a Word document",
 }
@@ -37,12 +40,17 @@ def is_readable_mime(mime_type: str | None) -> bool:
     return mime in SUPPORTED_MIME_TYPES or mime in UNDECLARED_MIME_TYPES
 
 
-def describe_mime(mime_type: str) -> str:
-    """``a PDF``, ``a video``... for a declared type that is not an image we read."""
+def describe_mime(mime_type: str) -> str | None:
+    """``a PDF``, ``a video``... for a declared type that is not an image we read; None for a type
+    we have no name for. Never the declared type itself: a client wrote it."""
     mime = mime_type.split(";")[0].strip().lower()
     if mime in _MIME_NAMES:
         return _MIME_NAMES[mime]
-    for prefix, name in (("video/", "a video"), ("audio/", "an audio file"), ("text/", "a text file")):
+    for prefix, name in (
+        ("video/", "a video"),
+        ("audio/", "an audio file"),
+        ("text/", "a text file"),
+    ):
         if mime.startswith(prefix):
             return name
-    return f"a {mime} file"
+    return None

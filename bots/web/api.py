@@ -18,7 +18,6 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bots import replies
 from bots.events import Reply
@@ -141,6 +140,13 @@ def api_router(asker: WebAsker, *, probes: Probes, metrics: Metrics, keys: Mappi
             return refuse(400, replies.API_BAD_FORM, "rejected:bad_input")
         return reply_response(await asker.ask(user, upload, question, top_k=top_k))
 
+    @router.api_route(ANSWER_PATH, methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    async def answer_other_methods() -> JSONResponse:
+        """405 rather than the page's 404: the address is right, the method is not."""
+        response = error(405, replies.API_METHOD, "rejected:method")
+        response.headers["Allow"] = "POST"
+        return response
+
     @router.get("/healthz", summary="Alive")
     async def healthz() -> JSONResponse:
         """The process answers (a host's liveness probe; the model may still be loading)."""
@@ -171,56 +177,3 @@ def parse_top_k(text: object) -> int | None:
     except ValueError:
         return 0
     return value if 1 <= value <= MAX_TOP_K else 0
-
-
-class BodyLimit:
-    """Refuses an API upload over the cap with 413 before reading it: at once when its
-    ``Content-Length`` says so, or as soon as a streamed (chunked) body passes the cap."""
-
-    def __init__(self, app: ASGIApp, *, max_bytes: int, prefix: str = "/api/") -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.prefix = prefix
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(scope, receive, send)
-            return
-        seen = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if started:
-                raise
-            await self._too_large(scope, receive, send)
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        log.info("web api: refused an upload over %d bytes (413)", self.max_bytes)
-        message = replies.upload_too_large(self.max_bytes - FORM_OVERHEAD_BYTES)
-        response = error(413, message, "rejected:too_large")
-        response.headers["Connection"] = "close"  # the rest of the body is not read
-        await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    """A streamed body passed the cap."""

@@ -10,6 +10,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from bots.web.proxies import parse_trusted
+
 #: where ``python main.py web`` listens when neither ``--port``, ``WEB_PORT`` nor ``PORT`` says
 DEFAULT_PORT = 7860  # what Hugging Face Spaces expects
 MIN_KEY_LENGTH = 16
@@ -44,8 +46,20 @@ class WebOptions(BaseModel):
     )
     forwarded_allow_ips: str = Field(
         default="127.0.0.1",
-        description="proxies trusted to name the client IP in X-Forwarded-For (* behind Spaces or a "
-        "load balancer), so that limits apply per real client",
+        description="addresses or networks of the proxies in front of the server (* on a Space, where "
+        "every request comes through its proxy); only their X-Forwarded-For is believed",
+    )
+    proxy_hops: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="how many proxies in front of the server append to X-Forwarded-For; the client is "
+        "the entry that many places from the right (never the leftmost, which the client writes)",
+    )
+    web_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds a request body may take to arrive; after that it is answered 408",
     )
     web_queue_size: int = Field(
         default=64,
@@ -60,6 +74,12 @@ class WebOptions(BaseModel):
     @classmethod
     def _blank_port_is_none(cls, value: object) -> object:  # (a name of its own: Settings merges validators)
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        parse_trusted(value)  # (its ProxyAddressError is a ValueError: the setting is named)
+        return value
 
     @field_validator("api_keys")
     @classmethod

@@ -13,17 +13,20 @@ import contextlib
 import logging
 import math
 import socket
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 
 import gradio as gr
 import uvicorn
 from fastapi import APIRouter, FastAPI
 
-from bots.web.api import FORM_OVERHEAD_BYTES, BodyLimit, Probes, api_router
+from bots.web.api import ANSWER_PATH, FORM_OVERHEAD_BYTES, Probes, api_router
 from bots.web.asker import WebAsker
+from bots.web.body_guard import BodyGuard
+from bots.web.gradio_guard import GradioGuard, mark_launched, upload_folder
 from bots.web.metrics import Metrics
 from bots.web.options import WebOptions
+from bots.web.proxies import TrustedProxies
 from bots.web.ui import build_ui
 
 log = logging.getLogger(__name__)
@@ -42,9 +45,14 @@ def build_app(
     max_image_bytes: int,
     examples_dir: Path | None = None,
     routers: Sequence[APIRouter] = (),
+    body_caps: Mapping[str, int] | None = None,
 ) -> FastAPI:
-    """The routes (``routers``: more of them, e.g. Telegram's webhook) first, then the Gradio page
-    at ``/`` for everything else."""
+    """The routes (``routers``: more of them, e.g. Telegram's webhook, with their body caps in
+    ``body_caps``) first, then the Gradio page at ``/`` for everything else.
+
+    In front of every route, outermost first: the client's address from the trusted proxies
+    (``TrustedProxies``), every body bounded in size and time (``BodyGuard``), and Gradio's event
+    requests checked (``GradioGuard``)."""
     app = FastAPI(
         title="vqa-chat",
         summary="Answers questions about images",
@@ -55,11 +63,11 @@ def build_app(
     app.include_router(api_router(asker, probes=probes, metrics=metrics, keys=options.keys))
     for router in routers:
         app.include_router(router)
-    app.add_middleware(BodyLimit, max_bytes=max_image_bytes + FORM_OVERHEAD_BYTES)
-    blocks = build_ui(asker, examples_dir=examples_dir)
+    folder = upload_folder()
+    blocks = build_ui(asker, max_image_bytes=max_image_bytes, examples_dir=examples_dir, folder=folder)
     # a bounded queue: past max_size the page says the app is busy instead of waiting forever
     blocks.queue(max_size=options.web_queue_size, default_concurrency_limit=options.web_concurrency_limit)
-    return gr.mount_gradio_app(
+    app = gr.mount_gradio_app(
         app,
         blocks,
         path="/",
@@ -67,9 +75,19 @@ def build_app(
         allowed_paths=[str(examples_dir)] if examples_dir else None,
         footer_links=["api"],
         run_history=False,
-        show_error=True,
+        show_error=False,  # only our own messages reach a user, never an exception's text
         ssr_mode=False,
     )
+    mark_launched(blocks)
+    upload_cap = max_image_bytes + FORM_OVERHEAD_BYTES
+    caps = {ANSWER_PATH: upload_cap, "/gradio_api/upload": upload_cap, **(body_caps or {})}
+    # (added last is outermost)
+    app.add_middleware(GradioGuard, blocks=blocks, folder=folder)
+    app.add_middleware(
+        BodyGuard, caps=caps, timeout_s=options.web_body_timeout_s, upload_overhead_bytes=FORM_OVERHEAD_BYTES
+    )
+    app.add_middleware(TrustedProxies, trusted=options.forwarded_allow_ips, hops=options.proxy_hops)
+    return app
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -100,7 +118,6 @@ class WebServer:
         host: str = "0.0.0.0",
         port: int = 7860,
         shutdown_timeout_s: float = 8.0,
-        forwarded_allow_ips: str = "127.0.0.1",
     ) -> None:
         self.host = host
         self.port = port
@@ -110,8 +127,7 @@ class WebServer:
             log_config=None,  # the process's logging, with its secret redaction
             access_log=False,  # one prediction-log line per question says more
             timeout_graceful_shutdown=math.ceil(shutdown_timeout_s),
-            proxy_headers=True,
-            forwarded_allow_ips=forwarded_allow_ips,
+            proxy_headers=False,  # the app's TrustedProxies does it (uvicorn's trusts the leftmost entry)
             server_header=False,
         )
         self._server = _EmbeddedServer(self.config)

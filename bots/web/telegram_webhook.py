@@ -23,8 +23,10 @@ from bots.telegram_bot import BadUpdate, NotReceiving
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-#: an update is a few kilobytes; anything far larger is not one
+#: an update is a few kilobytes; anything far larger is not one (the body guard enforces it)
 MAX_UPDATE_BYTES = 1024 * 1024
+#: an update nests a dozen levels (a reply's message's entities...); far deeper is not one
+MAX_UPDATE_DEPTH = 32
 #: when Telegram may try again while the bot is starting or stopping
 RETRY_AFTER_S = 5
 
@@ -55,27 +57,51 @@ def telegram_webhook_router(path: str, *, secret: str, inbox: WebhookInbox) -> A
             what = "a wrong" if given else "no"
             log.info("telegram webhook: refused a request from %s with %s secret token (403)", client, what)
             return _status(403, "Forbidden: wrong or missing secret token")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_UPDATE_BYTES:
-            return _status(413, "Request Entity Too Large")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_UPDATE_BYTES:
-                return _status(413, "Request Entity Too Large")
+        body = await request.body()  # (bounded by the body guard: MAX_UPDATE_BYTES)
         receiver = inbox.receiver
         if receiver is None:
             return _status(503, "starting or stopping; send it again", **{"Retry-After": str(RETRY_AFTER_S)})
         try:
-            data = json.loads(body)
-            if not isinstance(data, dict):
-                raise BadUpdate("not a JSON object")
-            await receiver(data)
+            await receiver(parse_update(body))
         except NotReceiving:
             return _status(503, "starting or stopping; send it again", **{"Retry-After": str(RETRY_AFTER_S)})
-        except (ValueError, BadUpdate) as exc:  # (json's errors are ValueErrors)
+        except BadUpdate as exc:
             log.warning("telegram webhook: refused a body that is not an update (400): %s", exc)
             return _status(400, "Bad Request: not an update")
         return _status(200, "ok")
 
     return router
+
+
+def parse_update(body: bytes) -> dict[str, object]:
+    """The update in ``body``, its shape checked before anything uses it; ``BadUpdate`` if none."""
+    try:
+        data = json.loads(body)
+    except RecursionError as exc:
+        raise BadUpdate("nested too deeply") from exc
+    except ValueError as exc:  # (json's and UTF-8's errors)
+        raise BadUpdate(f"not JSON ({type(exc).__name__})") from exc
+    if not isinstance(data, dict):
+        raise BadUpdate("not a JSON object")
+    update_id = data.get("update_id")
+    if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
+        raise BadUpdate("no update_id")
+    if _depth(data) > MAX_UPDATE_DEPTH:
+        raise BadUpdate("nested too deeply")
+    return data
+
+
+def _depth(value: object) -> int:
+    """How deeply lists and objects nest in ``value`` (without recursion: it may be deep)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_UPDATE_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest

@@ -18,6 +18,7 @@ import gradio as gr
 from bots import replies
 from bots.events import Reply
 from bots.web.asker import Upload, WebAsker, user_of_ip
+from bots.web.gradio_guard import RefusedEvent, read_upload, upload_folder
 
 log = logging.getLogger(__name__)
 
@@ -45,37 +46,43 @@ def chart(reply: Reply) -> dict[str, float] | None:
     return {c.answer: min(c.confidence, CHART_MAX) for c in reply.predictions[0].top_k}
 
 
-def upload_of(payload: Any) -> Path | None:
-    """The stored upload's path from Gradio's unprocessed image value (a FileData dict)."""
+def upload_of(payload: Any) -> object:
+    """The stored upload's path as Gradio's unprocessed image value names it (a FileData dict);
+    None when there is no image. Only ever read through ``read_upload``."""
     if isinstance(payload, dict):
-        path = payload.get("path")
-        return Path(path) if path else None
-    if isinstance(payload, str | Path):
-        return Path(payload)
-    return None
+        return payload.get("path") or None
+    return payload or None
 
 
 def build_ui(
-    asker: WebAsker, *, examples_dir: Path | None = None, examples: Sequence[tuple[str, str]] = EXAMPLES
+    asker: WebAsker,
+    *,
+    max_image_bytes: int,
+    examples_dir: Path | None = None,
+    examples: Sequence[tuple[str, str]] = EXAMPLES,
+    folder: Path | None = None,
 ) -> gr.Blocks:
-    """The page; mount it with ``gr.mount_gradio_app`` after ``.queue(max_size=...)``."""
+    """The page; mount it with ``gr.mount_gradio_app`` after ``.queue(max_size=...)``. Images are
+    read only from Gradio's upload ``folder`` (``GRADIO_TEMP_DIR``)."""
+    uploads = folder or upload_folder()
 
-    async def ask(
-        image: Any, question: str | None, request: gr.Request
-    ) -> tuple[dict[str, float] | None, str]:
+    async def ask(image: Any, question: Any, request: gr.Request) -> tuple[dict[str, float] | None, str]:
         """Upload + question → (chart, the reply the user reads)."""
         path = upload_of(image)
         if path is None:
             return None, replies.WEB_NO_IMAGE
+        if not isinstance(question, str | None):
+            log.info("web app: refused a question that is not text (%s)", type(question).__name__)
+            return None, replies.WEB_BAD_REQUEST
         if not question or not question.strip():
             return None, replies.NEED_QUESTION
         try:
-            data = await asyncio.to_thread(path.read_bytes)
-        except OSError as exc:  # Gradio's cache was cleaned under the page: upload again
-            log.info("web app: the uploaded file is gone (%s)", type(exc).__name__)
-            return None, replies.DOWNLOAD_FAILED
+            data = await asyncio.to_thread(read_upload, path, uploads, max_image_bytes)
+        except RefusedEvent as refused:  # a path, not an upload; gone (Gradio's cache was cleaned)
+            log.info("web app: refused an image (%d): %s", refused.status, refused)
+            return None, refused.message
         host = request.client.host if request.client else None
-        upload = Upload(data, mime_type=None, file_name=path.name)  # the bytes decide, not the name
+        upload = Upload(data, mime_type=None, file_name=Path(str(path)).name)  # the bytes decide
         reply = await asker.ask(user_of_ip(host), upload, question, top_k=CHART_CLASSES)
         return chart(reply), reply.text
 
