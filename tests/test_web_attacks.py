@@ -11,7 +11,6 @@ import gc
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from bots.web.gradio_guard import RefusedEvent, read_upload
 from bots.web.proxies import TrustedProxies
 from tests.test_engine import until
 from tests.web_fixture import COLOR_Q, EXAMPLES, running_web
+from vqa_engine.formats import SUPPORTED_TEXT
 
 JOIN = "/gradio_api/queue/join"
 
@@ -39,10 +39,10 @@ def uploads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def logged(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+def logged(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     """Everything logged, uvicorn's and Gradio's included."""
     caplog.set_level(logging.INFO)
-    yield caplog
+    return caplog
 
 
 def no_tracebacks(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
@@ -57,7 +57,9 @@ def files_in(folder: Path) -> list[str]:
 
 
 async def join(http: aiohttp.ClientSession, url: str, body: Any) -> tuple[int, Any]:
-    async with http.post(url + JOIN, data=json.dumps(body), headers={"Content-Type": "application/json"}) as r:
+    async with http.post(
+        url + JOIN, data=json.dumps(body), headers={"Content-Type": "application/json"}
+    ) as r:
         return r.status, await r.json(content_type=None)
 
 
@@ -107,7 +109,11 @@ async def test_a_path_instead_of_an_upload_is_refused_and_nothing_is_copied(
     assert healthz == 200  # /dev/zero hung nothing
     assert "link.png" in stored and files_in(uploads) == stored  # nothing copied in
     assert entries == []  # no question reached the model
-    refusals = [r.getMessage() for r in logged.records if "refused a request to /gradio_api/queue/join" in r.getMessage()]
+    refusals = [
+        r.getMessage()
+        for r in logged.records
+        if "refused a request to /gradio_api/queue/join" in r.getMessage()
+    ]
     assert len(refusals) == len(answers)
     no_tracebacks(logged, capfd)
 
@@ -149,7 +155,9 @@ async def test_the_page_still_answers_its_own_uploads_and_examples(
         upload.add_field("files", (EXAMPLES / "blue_circle.png").read_bytes(), filename="mine.png")
         async with http.post(f"{web.url}/gradio_api/upload", data=upload) as response:
             [stored] = await response.json()
-        status, joined = await join(http, web.url, event({"path": stored, "meta": {"_type": "gradio.FileData"}}))
+        status, joined = await join(
+            http, web.url, event({"path": stored, "meta": {"_type": "gradio.FileData"}})
+        )
         assert status == 200, joined
         async with http.get(f"{web.url}/gradio_api/queue/data?session_hash=attacker") as stream:
             lines = [line async for line in stream.content if b"process_completed" in line]
@@ -179,11 +187,27 @@ async def test_requests_the_page_never_sends_get_a_4xx_and_a_neutral_message(
         for route in ("call/nope", "run/nope", "call/v2/nope", "api/nope"):
             async with http.post(f"{web.url}/gradio_api/{route}", json={"data": [None, "q"]}) as r:
                 answers.append((r.status, await r.json()))
-        async with http.post(web.url + JOIN, data=b"[" * 50_000, headers={"Content-Type": "application/json"}) as r:
+        async with http.post(
+            web.url + JOIN, data=b"[" * 50_000, headers={"Content-Type": "application/json"}
+        ) as r:
             answers.append((r.status, await r.json()))
         async with http.get(f"{web.url}/gradio_api/queue/data?session_hash=never-joined") as r:
             answers.append((r.status, await r.json()))
-    assert [status for status, _ in answers] == [422, 422, 422, 422, 422, 422, 422, 404, 404, 404, 404, 400, 404]
+    assert [status for status, _ in answers] == [
+        422,
+        422,
+        422,
+        422,
+        422,
+        422,
+        422,
+        404,
+        404,
+        404,
+        404,
+        400,
+        404,
+    ]
     assert {body["detail"] for _, body in answers} == {replies.WEB_BAD_REQUEST}
     no_tracebacks(logged, capfd)
 
@@ -268,9 +292,9 @@ async def test_a_stalled_body_is_answered_408_and_its_connection_closed(
 ) -> None:
     async with running_web(tmp_path, web_body_timeout_s=0.5) as web:
         head = (
-            "POST /api/v1/answer HTTP/1.1\r\nHost: x\r\n"
-            "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 5000\r\n\r\n--b\r\n"
-        ).encode()
+            b"POST /api/v1/answer HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 5000\r\n\r\n--b\r\n"
+        )
         response = await raw(web.server.port, head)  # and then nothing more: the server gives up
     status, _, rest = response.partition(b"\r\n")
     assert status == b"HTTP/1.1 408 Request Timeout"
@@ -312,9 +336,12 @@ async def test_a_client_that_leaves_mid_upload_is_one_info_line(
 
 
 async def test_the_answer_route_says_405_to_other_methods(tmp_path: Path) -> None:
-    async with running_web(tmp_path) as web, aiohttp.ClientSession() as http:
-        async with http.get(f"{web.url}/api/v1/answer") as response:
-            status, allow, body = response.status, response.headers.get("Allow"), await response.json()
+    async with (
+        running_web(tmp_path) as web,
+        aiohttp.ClientSession() as http,
+        http.get(f"{web.url}/api/v1/answer") as response,
+    ):
+        status, allow, body = response.status, response.headers.get("Allow"), await response.json()
     assert (status, allow) == (405, "POST")
     assert body == {"error": replies.API_METHOD, "outcome": "rejected:method"}
 
@@ -329,8 +356,14 @@ async def test_an_ico_file_is_named_and_the_declared_type_never_echoed(tmp_path:
             async with http.post(f"{web.url}/api/v1/answer", data=data) as response:
                 bodies.append((response.status, (await response.json())["error"]))
     assert bodies == [
-        (415, "That file is an ICO icon, not an image I can read; please send a PNG, JPEG, WebP, GIF or BMP image."),
-        (415, "That file is in an image format I can't read; please send a PNG, JPEG, WebP, GIF or BMP image."),
+        (
+            415,
+            "That file is an ICO icon, not an image I can read; please send a " + SUPPORTED_TEXT + " image.",
+        ),
+        (
+            415,
+            "That file is in an image format I can't read; please send a PNG, JPEG, WebP, GIF or BMP image.",
+        ),
         (415, "That file is not an image I can read; please send a PNG, JPEG, WebP, GIF or BMP image."),
     ]
 
@@ -339,10 +372,13 @@ async def test_an_ico_file_is_named_and_the_declared_type_never_echoed(tmp_path:
 
 
 async def answered_count(
-    tmp_path: Path, headers: list[dict[str, str]], **settings: object
+    tmp_path: Path, headers: list[dict[str, str]], **settings: Any
 ) -> tuple[list[int], list[str]]:
     """Each request's status at RATE_LIMIT 2/minute, and the (hashed) user each was counted as."""
-    async with running_web(tmp_path, rate_limit="2/minute", **settings) as web, aiohttp.ClientSession() as http:
+    async with (
+        running_web(tmp_path, rate_limit="2/minute", **settings) as web,
+        aiohttp.ClientSession() as http,
+    ):
         statuses = []
         for header in headers:
             data = aiohttp.FormData(default_to_multipart=True)
@@ -390,7 +426,9 @@ async def test_forwarded_for_from_a_peer_that_is_no_proxy_is_ignored(tmp_path: P
         ("10.0.0.1", 1, ["203.0.113.7"], "127.0.0.1"),  # the peer is no proxy: the header is ignored
     ],
 )
-def test_the_client_is_counted_from_the_right(trusted: str, hops: int, forwarded: list[str], client: str) -> None:
+def test_the_client_is_counted_from_the_right(
+    trusted: str, hops: int, forwarded: list[str], client: str
+) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
         pass
 
