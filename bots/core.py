@@ -34,6 +34,7 @@ from vqa_engine import (
     EngineClosedError,
     EngineError,
     EngineTimeoutError,
+    ImageShapeError,
     ImageTooLargeError,
     InferenceError,
     InvalidQuestionError,
@@ -54,6 +55,7 @@ _REJECTED: dict[type[VQAInputError], Outcome] = {
     UnsupportedImageError: Outcome.REJECTED_NOT_IMAGE,
     ImageTooLargeError: Outcome.REJECTED_TOO_LARGE,
     CorruptImageError: Outcome.REJECTED_CORRUPT_IMAGE,
+    ImageShapeError: Outcome.REJECTED_IMAGE_SHAPE,
     InvalidQuestionError: Outcome.REJECTED_BAD_QUESTION,
 }
 #: when a "busy" asker may try again (an HTTP front end's Retry-After), as each message words it

@@ -54,6 +54,7 @@ class Outcome(StrEnum):
     REJECTED_NOT_IMAGE = "rejected:not_image"
     REJECTED_TOO_LARGE = "rejected:too_large"
     REJECTED_CORRUPT_IMAGE = "rejected:corrupt_image"
+    REJECTED_IMAGE_SHAPE = "rejected:image_shape"  # too thin or too small to see a shape
     REJECTED_BAD_QUESTION = "rejected:bad_question"
     REJECTED_BAD_INPUT = "rejected:bad_input"
     # not questions: never in the prediction log

@@ -27,6 +27,10 @@ class CorruptImageError(VQAInputError):
     """The file claims to be an image but cannot be decoded (truncated or damaged)."""
 
 
+class ImageShapeError(VQAInputError):
+    """The picture is too thin or too small to hold a shape a model could see (4000×1, 3×3)."""
+
+
 class InvalidQuestionError(VQAInputError):
     """The question is empty, too long, or carries control characters."""
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 from vqa_engine.errors import (
     CorruptImageError,
     EmptyImageError,
+    ImageShapeError,
     ImageTooLargeError,
     InvalidQuestionError,
     UnsupportedImageError,
@@ -42,6 +43,11 @@ class ImageSettings(Protocol):
 
 
 MAX_QUESTION_CHARS = 500
+#: a picture more elongated than this (longer side / shorter side) leaves no room for a shape once
+#: fitted into a model's square input (a 4000×1 strip would become 64×0 pixels) ...
+MAX_ASPECT_RATIO = 20.0
+#: ... and one whose shorter side is under this many pixels holds too little to see
+MIN_IMAGE_SIDE = 8
 
 # Leading bytes of files people send by mistake, so the refusal can name what was sent.
 _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
@@ -160,6 +166,7 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), *, draft_size
         raise CorruptImageError("the image has no pixels")
     if width * height > limits.max_pixels:
         raise ImageTooLargeError(f"image is {width}×{height} pixels; the limit is {limits.describe_pixels()}")
+    check_image_shape(width, height)
     if image.format == "JPEG" and draft_size:
         image.draft("RGB", (draft_size, draft_size))
     try:
@@ -170,6 +177,22 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits(), *, draft_size
         return _to_rgb(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptImageError("the image file is damaged or incomplete; please send it again") from exc
+
+
+def check_image_shape(width: int, height: int) -> None:
+    """The one rule for pictures too thin or too small to prepare: raises ``ImageShapeError``
+    naming the size, so that every front end says the same thing (never a crash on a zero side)."""
+    short, long = min(width, height), max(width, height)
+    if long > MAX_ASPECT_RATIO * short:
+        raise ImageShapeError(
+            f"this picture is {width}×{height} pixels: too thin to see a shape; "
+            "please send one closer to square"
+        )
+    if short < MIN_IMAGE_SIDE:
+        raise ImageShapeError(
+            f"this picture is {width}×{height} pixels: too small to see a shape; "
+            f"please send one at least {MIN_IMAGE_SIDE} pixels on each side"
+        )
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

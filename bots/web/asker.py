@@ -20,6 +20,7 @@ HTTP_STATUS: dict[Outcome, int] = {
     Outcome.ANSWERED: 200,
     Outcome.REJECTED_EMPTY_IMAGE: 400,
     Outcome.REJECTED_CORRUPT_IMAGE: 400,
+    Outcome.REJECTED_IMAGE_SHAPE: 422,
     Outcome.REJECTED_BAD_INPUT: 400,
     Outcome.REJECTED_TOO_LARGE: 413,
     Outcome.REJECTED_NOT_IMAGE: 415,
