@@ -4,10 +4,14 @@ Runs on the inference thread, inside the batch, after the forward pass that prod
 answers and the image features: it adds ``abstain``, ``reason``, ``unknown_words`` and
 ``familiarity`` to each ``Prediction`` and changes nothing else. Reasons, first that applies:
 
-1. ``unfamiliar_image``: familiarity under ``min_image_familiarity`` (``vqa_engine.familiarity``).
+1. ``unfamiliar_image``: familiarity under ``min_familiarity`` (``vqa_engine.familiarity``).
 2. ``unknown_words``: a content word outside the vocabulary, or no known word at all.
 3. ``answer_type``: an answer the question's form was never trained to give.
 4. ``low_confidence``: the best answer's probability under ``min_confidence``.
+
+The two thresholds are the settings' when set; otherwise the ones the package's validation table
+(``vqa_engine.selection``) gives for ``MAX_ANSWER_RISK``: the most answers with at most that share
+wrong on pictures as people draw them, and out-of-distribution pictures flagged.
 
 Packages without image statistics (seed packages, other backends, or a model that cannot return
 its features) get ``familiarity: null`` and no image check: then only the confidence rule speaks
@@ -22,10 +26,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from vqa_engine.checks_options import CheckOptions
+from vqa_engine.checks_options import FALLBACK_MIN_CONFIDENCE, FALLBACK_MIN_FAMILIARITY, CheckOptions
 from vqa_engine.familiarity import FamiliarityModel, describe_images
 from vqa_engine.prediction import Prediction, Reason
 from vqa_engine.question_check import QuestionChecker, QuestionForms
+from vqa_engine.selection import Operating, SelectionTable
 
 if TYPE_CHECKING:
     from vqa_engine.package import ModelPackage
@@ -42,10 +47,25 @@ class AnswerChecks:
         answers: Sequence[str],
         familiarity: FamiliarityModel | None = None,
         question_forms: QuestionForms | None = None,
+        selection: SelectionTable | None = None,
         read_questions: bool = True,
     ) -> None:
         self.options = options
         self.familiarity = familiarity
+        #: what the validation table promises at the chosen thresholds (None: no table)
+        self.chosen: Operating | None = None
+        if selection is not None and familiarity is not None:
+            self.chosen = selection.choose(options.max_answer_risk)
+        self.min_familiarity = _first(
+            options.min_image_familiarity,
+            self.chosen.min_familiarity if self.chosen else None,
+            FALLBACK_MIN_FAMILIARITY,
+        )
+        self.min_confidence = _first(
+            options.min_confidence,
+            self.chosen.min_confidence if self.chosen else None,
+            FALLBACK_MIN_CONFIDENCE,
+        )
         #: None: the model's words are not ours to judge (a transformers tokenizer knows ~30k)
         self.questions = QuestionChecker(vocabulary, answers, question_forms) if read_questions else None
 
@@ -58,6 +78,7 @@ class AnswerChecks:
             answers=package.answers,
             familiarity=package.familiarity,
             question_forms=package.question_forms,
+            selection=package.selection,
         )
 
     @classmethod
@@ -84,19 +105,26 @@ class AnswerChecks:
         if self.familiarity is None:
             image = (
                 "image check: none (the model package has no image statistics); "
-                f"answers under {o.min_confidence:.0%} confidence are guesses"
+                f"answers under {self.min_confidence:.0%} confidence are guesses"
             )
         else:
             info = self.familiarity.info
             image = (
                 f"image check: the package's familiarity statistics ({info.get('clusters', '?')} clusters, "
                 f"{info.get('pictures_fitted', '?')} training pictures), "
-                f"unfamiliar below {o.min_image_familiarity:g}"
+                f"unfamiliar below {self.min_familiarity:g}"
             )
+            if self.chosen is not None and o.min_image_familiarity is None and o.min_confidence is None:
+                image += (
+                    f" (chosen for MAX_ANSWER_RISK={o.max_answer_risk:g}: on validation "
+                    f"{self.chosen.coverage:.1%} answered, {self.chosen.risk:.2%} of them wrong)"
+                )
         if self.questions is None:
             return f"{image}; question check: none (not our vocabulary)"
         forms = "recorded question forms" if self.questions.forms is not None else "the yes/no rule only"
-        return f"{image}; question check: vocabulary and {forms}; low confidence below {o.min_confidence:.0%}"
+        return (
+            f"{image}; question check: vocabulary and {forms}; low confidence below {self.min_confidence:.0%}"
+        )
 
     @torch.inference_mode()
     def image_familiarity(self, feature_maps: Sequence[torch.Tensor] | None) -> list[float] | None:
@@ -149,10 +177,14 @@ class AnswerChecks:
         return None
 
     def _reason(self, prediction: Prediction, question: str, familiarity: float | None) -> Reason | None:
-        o = self.options
-        if familiarity is not None and familiarity < o.min_image_familiarity:
+        if familiarity is not None and familiarity < self.min_familiarity:
             return "unfamiliar_image"
         reason = self.question_reason(prediction, question)
-        if reason is None and prediction.confidence < o.min_confidence:
+        if reason is None and prediction.confidence < self.min_confidence:
             reason = "low_confidence"
         return reason
+
+
+def _first(*values: float | None) -> float:
+    """The first value that is set (a setting, then the table's choice, then the fallback)."""
+    return next(value for value in values if value is not None)

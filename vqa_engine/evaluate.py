@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     if checks is not None:
         print("\n" + format_checks_report(checks))
     if a.output is not None:
-        payload = asdict(result) | ({"checks": asdict(checks)} if checks is not None else {})
+        checked = {k: v for k, v in asdict(checks).items() if k != "curves"} if checks is not None else None
+        payload = asdict(result) | ({"checks": checked} if checked is not None else {})
         a.output.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"\nwrote {a.output}")
     if a.update_card:

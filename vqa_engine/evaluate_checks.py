@@ -28,6 +28,12 @@ from vqa_engine.calibrate import image_descriptors
 from vqa_engine.checks_options import CheckOptions
 from vqa_engine.easyvqa import Split, answer_type
 from vqa_engine.errors import ModelPackageError, VQAInputError
+from vqa_engine.evaluate_selective import (
+    NEAR_EVAL_PICTURES,
+    RISK_COVERAGE_FILE,
+    draw_risk_coverage,
+    evaluate_selective,
+)
 from vqa_engine.ood_set import IMAGE_SUFFIXES, QUESTIONS_FILE, read_question_set
 from vqa_engine.package import CARD_FILE, ModelPackage
 from vqa_engine.prediction import REASONS, Prediction
@@ -47,6 +53,10 @@ class ChecksEvaluation:
     ood: dict[str, object] = field(default_factory=dict)
     detectors: list[dict[str, object]] = field(default_factory=list)
     questions: dict[str, object] = field(default_factory=dict)
+    #: selective prediction per set (``vqa_engine.evaluate_selective``): coverage, risk, AURC
+    selective: dict[str, object] = field(default_factory=dict)
+    #: the risk–coverage curves behind it (not in the JSON: drawn by ``--update-card``)
+    curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict, repr=False)
     seconds: float = 0.0
 
 
@@ -122,6 +132,7 @@ def evaluate_checks(
     limit: int = 0,
     batch_size: int = 512,
     seed: int = 0,
+    near_pictures: int = NEAR_EVAL_PICTURES,
     progress: bool = True,
 ) -> ChecksEvaluation:
     """Run every measurement in the module docstring (``test`` is the official test split, its
@@ -137,7 +148,12 @@ def evaluate_checks(
     result = ChecksEvaluation(
         package=str(package.path),
         image_check=checks.image_check,
-        options=options.model_dump(),
+        # the thresholds in force (the settings', or the validation table's choice)
+        options={
+            **options.model_dump(),
+            "min_image_familiarity": checks.min_familiarity,
+            "min_confidence": checks.min_confidence,
+        },
         test={},
     )
 
@@ -161,7 +177,7 @@ def evaluate_checks(
         "abstained_by_reason": {r: reasons.get(r, 0) for r in REASONS},
         "question_checks_flagged": question_flags / n,
         "images": int(test.images.shape[0]),
-        "images_unfamiliar": _unfamiliar_share(package, test_scores, options),
+        "images_unfamiliar": _unfamiliar_share(package, test_scores, checks.min_familiarity),
     }
 
     # out-of-distribution pictures
@@ -170,7 +186,7 @@ def evaluate_checks(
     by_kind: dict[str, dict[str, float]] = {}
     if ood_scores is not None:
         familiar = _familiarity(package, ood_scores)
-        flagged = [f < options.min_image_familiarity for f in familiar]
+        flagged = [f < checks.min_familiarity for f in familiar]
         for kind in sorted(set(kinds)):
             picks = [flag for flag, k in zip(flagged, kinds, strict=True) if k == kind]
             by_kind[kind] = {"images": len(picks), "unfamiliar": sum(picks) / len(picks)}
@@ -193,9 +209,19 @@ def evaluate_checks(
         else None,
         "pairs_abstained": sum(p.abstain for p in ood_predictions) / len(ood_predictions),
         "pairs_low_confidence_rule": (
-            sum(p.confidence < options.min_confidence for p in ood_predictions) / len(ood_predictions)
+            sum(p.confidence < checks.min_confidence for p in ood_predictions) / len(ood_predictions)
         ),
     }
+
+    # will each answer be right? coverage and risk per set, and the risk–coverage curves
+    result.selective, result.curves = evaluate_selective(
+        runner.predictor,
+        test,
+        ood_images,
+        pair_rows.tolist(),
+        pair_questions,
+        near_count=near_pictures,
+    )
 
     # the detectors side by side, on (picture, question) pairs: test questions vs OOD pairs
     test_confidence = torch.tensor([p.confidence for p in test_predictions])
@@ -240,13 +266,11 @@ def _familiarity(package: ModelPackage, scores: torch.Tensor) -> list[float]:
     return package.familiarity.familiarity(scores)
 
 
-def _unfamiliar_share(
-    package: ModelPackage, scores: torch.Tensor | None, options: CheckOptions
-) -> float | None:
+def _unfamiliar_share(package: ModelPackage, scores: torch.Tensor | None, threshold: float) -> float | None:
     if scores is None:
         return None
     values = _familiarity(package, scores)
-    return sum(v < options.min_image_familiarity for v in values) / len(values)
+    return sum(v < threshold for v in values) / len(values)
 
 
 def _question_set(
@@ -310,9 +334,11 @@ def format_checks_report(result: ChecksEvaluation) -> str:
     reasons = t["abstained_by_reason"]
     assert isinstance(reasons, dict)
     lines = [
-        f"Answer checks (image check: {result.image_check}; "
-        f"MIN_IMAGE_FAMILIARITY={opts['min_image_familiarity']}, MIN_CONFIDENCE={opts['min_confidence']})",
+        f"Answer checks (image check: {result.image_check}; MAX_ANSWER_RISK={opts['max_answer_risk']}: "
+        f"MIN_IMAGE_FAMILIARITY={opts['min_image_familiarity']:g}, "
+        f"MIN_CONFIDENCE={opts['min_confidence']:g})",
         "",
+        *format_selective(result.selective),
         "| official easy-VQA test split | |",
         "|---|---:|",
         f"| questions answered without abstaining | {_pct(t['answered'], 2)} of {t['questions']:,} |",
@@ -364,12 +390,55 @@ def format_checks_report(result: ChecksEvaluation) -> str:
     return "\n".join(lines)
 
 
+def format_selective(selective: dict[str, object]) -> list[str]:
+    """Will an answer be right? The per-set table, per kind of drawn picture, and the curves' PNG."""
+    if not selective:
+        return []
+    test, near, ood = (selective[k] for k in ("easy_vqa_test", "near", "ood"))
+    assert isinstance(test, dict) and isinstance(near, dict) and isinstance(ood, dict)
+
+    def row(name: str, f: dict[str, object]) -> str:
+        return (
+            f"| {name} | {f['questions']:,} | {_pct(f['coverage'], 2)} | {_pct(f['accuracy_answered'], 2)} | "
+            f"{_pct(f['risk_answered'], 2)} | {float(f['aurc']):.4f} |"  # type: ignore[arg-type]
+        )
+
+    held_out = ", ".join(near["held_out_kinds"])  # type: ignore[arg-type]
+    lines = [
+        "| set | questions | answered (coverage) | accuracy of the answered | wrong among the answered "
+        "(risk) | AURC |",
+        "|---|---:|---:|---:|---:|---:|",
+        row("easy-VQA test split", test),
+        row(f"pictures as people draw them ({near['pictures']:,}, `near_set` seed {near['seed']})", near),
+        f"| out-of-distribution (picture, question) pairs | {ood['questions']:,} | "
+        f"{_pct(1 - float(ood['flagged']), 2)} (**{_pct(ood['flagged'], 2)} flagged**) | – | – | – |",  # type: ignore[arg-type]
+        "",
+        f"Pictures as people draw them, by kind of variation (training never saw {held_out}):",
+        "",
+        "| kind | questions | answered | accuracy of the answered | risk | AURC |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    by_kind = near["by_kind"]
+    assert isinstance(by_kind, dict)
+    lines += [row(kind, figures) for kind, figures in by_kind.items()]
+    lines += ["", f"![risk against coverage]({RISK_COVERAGE_FILE})", ""]
+    return lines
+
+
 def _fmt(value: object) -> str:
     return "–" if value is None else f"{float(value):.4f}"  # type: ignore[arg-type]
 
 
 def update_card_checks(package_dir: Path, result: ChecksEvaluation) -> None:
-    """Replace (or add) the answer checks section of the package's model card."""
+    """Replace (or add) the answer checks section of the package's model card, and draw its
+    risk–coverage picture beside it."""
+    if result.curves:
+        target = result.options.get("max_answer_risk")
+        draw_risk_coverage(
+            result.curves,
+            package_dir / RISK_COVERAGE_FILE,
+            target=float(target) if target else None,  # type: ignore[arg-type]
+        )
     path = package_dir / CARD_FILE
     card = path.read_text(encoding="utf-8") if path.is_file() else ""
     section = f"<!-- checks:start -->\n{format_checks_report(result)}\n<!-- checks:end -->"

@@ -12,6 +12,7 @@ answer space           ``answers.txt``              ``data/answer_space.txt``
 model card             ``README.md``                (optional)
 image statistics       ``familiarity.safetensors``  (optional; ``python -m vqa_engine.calibrate``)
 question forms         ``question_forms.json``      (optional; ``python -m vqa_engine.calibrate``)
+checks' validation     ``checks_selection.json``    (optional; ``python -m vqa_engine.calibrate``)
 measured accuracy      ``evaluation.json``          (optional; ``python -m vqa_engine.evaluate``)
 =====================  ===========================  =======================================
 
@@ -46,12 +47,14 @@ from vqa_engine.package_format import (  # torch-free; every name is re-exported
     SEED_ANSWERS_FILE,
     SEED_VOCAB_FILE,
     SEED_WEIGHTS_FILE,
+    SELECTION_FILE,
     VOCAB_FILE,
     WEIGHTS_FILE,
     ModelSource,
 )
 from vqa_engine.question_check import QuestionForms
 from vqa_engine.safe_pickle import load_plain_pickle
+from vqa_engine.selection import SelectionTable
 from vqa_engine.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ class ModelPackage:
     source: ModelSource | None = None  # None: loaded straight from ``path``
     familiarity: FamiliarityModel | None = None  # None: no image statistics (seed packages)
     question_forms: QuestionForms | None = None  # None: the question forms were not recorded
+    selection: SelectionTable | None = None  # None: no validation table (fixed thresholds)
 
     @property
     def model_id(self) -> str:
@@ -151,6 +155,7 @@ def load_package(
         card=card,
         familiarity=_load_familiarity(directory, model) if checks_data else None,
         question_forms=_load_question_forms(directory) if checks_data else None,
+        selection=_load_selection(directory) if checks_data else None,
     )
 
 
@@ -171,6 +176,11 @@ def _load_familiarity(directory: Path, model: ModularVQA) -> FamiliarityModel | 
 def _load_question_forms(directory: Path) -> QuestionForms | None:
     path = directory / QUESTION_FORMS_FILE
     return QuestionForms.load(path) if path.is_file() else None
+
+
+def _load_selection(directory: Path) -> SelectionTable | None:
+    path = directory / SELECTION_FILE
+    return SelectionTable.load(path) if path.is_file() else None
 
 
 def _first_existing(directory: Path, *names: str) -> Path | None:

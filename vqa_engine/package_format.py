@@ -34,6 +34,7 @@ ANSWERS_FILE = "answers.txt"
 CARD_FILE = "README.md"
 FAMILIARITY_FILE = "familiarity.safetensors"  # optional: image statistics (vqa_engine.familiarity)
 QUESTION_FORMS_FILE = "question_forms.json"  # optional: trained question forms (vqa_engine.question_check)
+SELECTION_FILE = "checks_selection.json"  # optional: the checks' validation table (vqa_engine.selection)
 EVALUATION_FILE = "evaluation.json"  # optional: measured accuracy (vqa_engine.evaluate)
 SEED_WEIGHTS_FILE = "best_modular_model.pth"
 SEED_VOCAB_FILE = "vocab.pkl"
@@ -50,6 +51,7 @@ PACKAGE_FILES = (
     CARD_FILE,
     FAMILIARITY_FILE,
     QUESTION_FORMS_FILE,
+    SELECTION_FILE,
     EVALUATION_FILE,
     SEED_WEIGHTS_FILE,
     SEED_VOCAB_FILE,

@@ -26,12 +26,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vqa_engine.calibrate import fit_image_statistics
+from vqa_engine import near_set
+from vqa_engine.calibrate import fit_image_statistics, write_selection
 from vqa_engine.easyvqa import Split, answer_space, load_split
 from vqa_engine.model import ModularVQA
 from vqa_engine.model_config import FUSIONS, IMAGE_ENCODERS, QUESTION_ENCODERS, ModelConfig
+from vqa_engine.ood_set import GENERATORS
 from vqa_engine.package import CARD_FILE, WEIGHTS_FILE, save_package
 from vqa_engine.predictor import encode_questions
+from vqa_engine.preprocess import image_to_tensor
 from vqa_engine.question_check import QuestionForms
 from vqa_engine.vocab import Vocabulary
 
@@ -64,6 +67,10 @@ class TrainOptions:
     seed: int = 0
     val_fraction: float = 0.05
     limit: int = 0  # use only the first N training questions (0: all); for quick checks
+    near_pictures: int = 6000  # pictures as people draw them (vqa_engine.near_set), mixed in
+    near_kinds: tuple[str, ...] = near_set.TRAINING_KINDS
+    outlier_pictures: int = 1000  # pictures no answer fits, taught to be uncertain about (outlier exposure)
+    outlier_weight: float = 0.1
     threads: int = 2
     progress: bool = True
     config: ModelConfig = field(default_factory=ModelConfig)
@@ -88,6 +95,68 @@ def seed_everything(seed: int) -> torch.Generator:
     # the backward of features[image_index] accumulates in parallel: without this, two runs drift
     torch.use_deterministic_algorithms(True)
     return torch.Generator().manual_seed(seed)
+
+
+#: the near-distribution pictures of a training run come from this seed plus the run's seed (the
+#: evaluation sets use other seeds: ``vqa_engine.evaluate``)
+NEAR_SEED_OFFSET = 1_000
+
+
+def near_split(config: ModelConfig, *, seed: int, count: int, kinds: tuple[str, ...]) -> Split:
+    """``count`` pictures as people draw them (seeded) with their questions, preprocessed as the
+    engine prepares a chat image."""
+    images: list[torch.Tensor] = []
+    questions: list[str] = []
+    answers: list[str] = []
+    rows: list[int] = []
+    for row, (image, asked) in enumerate(near_set.samples(seed, count, kinds)):
+        images.append(image_to_tensor(image, config))
+        for question, answer in asked:
+            questions.append(question)
+            answers.append(answer)
+            rows.append(row)
+    stacked = torch.stack(images) if images else torch.empty(0, 3, config.image_size, config.image_size)
+    return Split(
+        questions, answers, torch.tensor(rows, dtype=torch.long), stacked, [-1 - r for r in range(count)]
+    )
+
+
+#: outlier exposure (Hendrycks et al., 2019): pictures no answer fits, from these generators of
+#: ``vqa_engine.ood_set`` (never its photographs), at their own seed offset; trained towards a
+#: uniform answer distribution, so that the confidence says "I can't tell" about such pictures
+OUTLIER_KINDS = ("noise", "gradient", "text", "texture", "multi_shape")
+OUTLIER_SEED_OFFSET = 4_000
+#: the answer an outlier question is "trained to give": none (its label is -1)
+NO_ANSWER = ""
+
+
+def outlier_split(config: ModelConfig, questions: list[str], *, seed: int, count: int) -> Split:
+    """``count`` outlier pictures, two of ``questions`` each (answers ``NO_ANSWER``)."""
+    distinct = sorted(set(questions))
+    images: list[torch.Tensor] = []
+    asked: list[str] = []
+    rows: list[int] = []
+    for i in range(count):
+        k = i % len(OUTLIER_KINDS)
+        rng = np.random.default_rng([seed, k, i])
+        images.append(image_to_tensor(GENERATORS[OUTLIER_KINDS[k]](rng), config))
+        for q in rng.choice(len(distinct), size=2, replace=False):
+            asked.append(distinct[int(q)])
+            rows.append(i)
+    stacked = torch.stack(images) if images else torch.empty(0, 3, config.image_size, config.image_size)
+    return Split(asked, [NO_ANSWER] * len(asked), torch.tensor(rows, dtype=torch.long), stacked, [-1] * count)
+
+
+def joined(first: Split, second: Split) -> Split:
+    """Both splits' questions over both splits' images (the second's rows shifted past the first's)."""
+    shift = first.images.shape[0]
+    return Split(
+        first.questions + second.questions,
+        first.answers + second.answers,
+        torch.cat([first.image_rows, second.image_rows + shift]),
+        torch.cat([first.images, second.images]),
+        first.image_ids + second.image_ids,
+    )
 
 
 def split_by_image(
@@ -168,6 +237,23 @@ def train(options: TrainOptions) -> TrainResult:
     if options.limit:
         data.questions, data.answers = data.questions[: options.limit], data.answers[: options.limit]
         data.image_rows = data.image_rows[: options.limit]
+    if options.near_pictures:
+        near = near_split(
+            options.config,
+            seed=options.seed + NEAR_SEED_OFFSET,
+            count=options.near_pictures,
+            kinds=options.near_kinds,
+        )
+        data = joined(data, near)
+    answerable_images = data.images.shape[0]  # the pictures with right answers come first
+    if options.outlier_pictures:
+        outliers = outlier_split(
+            options.config,
+            data.questions,
+            seed=options.seed + OUTLIER_SEED_OFFSET,
+            count=options.outlier_pictures,
+        )
+        data = joined(data, outliers)
     train_idx, val_idx = split_by_image(data, options.val_fraction, generator)
 
     vocab = Vocabulary.build(data.questions[i] for i in train_idx.tolist())
@@ -175,8 +261,10 @@ def train(options: TrainOptions) -> TrainResult:
     config = replace(options.config, vocab_size=len(vocab), num_answers=len(answers), temperature=1.0)
     model = ModularVQA(config)
     tokens, lengths = encode_questions(vocab, data.questions, config.max_question_tokens)
-    answer_id = {a: i for i, a in enumerate(answers)}
+    answer_id = {a: i for i, a in enumerate(answers)} | {NO_ANSWER: -1}
     labels = torch.tensor([answer_id[a] for a in data.answers], dtype=torch.long)
+    # outliers take part in training only: validation (temperature) and the checks' data skip them
+    val_idx = val_idx[labels[val_idx] >= 0]
 
     n_train_images = len(torch.unique(data.image_rows[train_idx]))
     steps_per_epoch = math.ceil(n_train_images / options.images_per_batch)
@@ -198,13 +286,18 @@ def train(options: TrainOptions) -> TrainResult:
         correct = seen = 0
         for image_rows, idx, image_index in bar:
             logits = model(data.images[image_rows], tokens[idx], lengths[idx], image_index)
-            loss = loss_fn(logits, labels[idx])
+            target = labels[idx]
+            known = target >= 0
+            loss = loss_fn(logits[known], target[known]) if bool(known.any()) else logits.sum() * 0
+            if not bool(known.all()):  # outliers: cross-entropy to the uniform distribution
+                uniform = -torch.log_softmax(logits[~known], dim=1).mean(dim=1).mean()
+                loss = loss + options.outlier_weight * uniform
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-            correct += int((logits.argmax(1) == labels[idx]).sum())
-            seen += len(idx)
+            correct += int((logits[known].argmax(1) == target[known]).sum())
+            seen += int(known.sum())
             bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{correct / seen:.4f}")
         val_logits = batched_logits(model, data, val_idx, tokens, lengths)
         val_accuracy = (
@@ -220,16 +313,16 @@ def train(options: TrainOptions) -> TrainResult:
     model.config = replace(config, temperature=temperature)
     model.eval()
     used_images = torch.unique(data.image_rows)
+    used_images = used_images[used_images < answerable_images]  # the training pictures, no outlier
     familiarity = fit_image_statistics(
         model,
         data.images[used_images],
         seed=options.seed,
-        source=f"easy-VQA train split ({len(used_images):,} pictures)",
+        source=f"easy-VQA train split and pictures as people draw them ({len(used_images):,} pictures)",
     )
+    answerable = [i for i in train_idx.tolist() if data.answers[i] != NO_ANSWER]
     forms = QuestionForms.build(
-        (data.questions[i] for i in train_idx.tolist()),
-        (data.answers[i] for i in train_idx.tolist()),
-        answers,
+        (data.questions[i] for i in answerable), (data.answers[i] for i in answerable), answers
     )
     seconds = time.perf_counter() - started
     result = TrainResult(
@@ -243,6 +336,7 @@ def train(options: TrainOptions) -> TrainResult:
         weights_bytes=0,
     )
     save_package(options.out, model, vocab, answers, familiarity=familiarity, question_forms=forms)
+    write_selection(options.out)  # the thresholds' validation table, from the package as written
     # the card quotes the weights' size, known once they are written
     result.weights_bytes = (options.out / WEIGHTS_FILE).stat().st_size
     (options.out / CARD_FILE).write_text(render_card(options, result, model.config), encoding="utf-8")
@@ -266,10 +360,16 @@ A small modular visual-question-answering model for vqa-chat: a
 {config.fusion} fusion and an MLP classifier over {config.num_answers} answers.
 
 ## Data
-easy-VQA 1.0 (the `easy-vqa` package): 64×64 synthetic images of one coloured shape each.
-Trained on {result.train_questions:,} questions about the training images; {result.val_questions:,}
-questions about {options.val_fraction:.0%} of the training images were held out to fit the
-softmax temperature. The official test split was not used for training or model selection.
+easy-VQA 1.0 (the `easy-vqa` package): 64×64 synthetic images of one coloured shape each; and
+{options.near_pictures:,} pictures of the same task as people draw them (`python -m vqa_engine.near_set`,
+seed {options.seed + NEAR_SEED_OFFSET}; kinds of variation {", ".join(options.near_kinds)}; the others,
+{", ".join(k for k in near_set.ALL_KINDS if k not in options.near_kinds) or "none"}, are held out for
+the evaluation); and {options.outlier_pictures:,} pictures no answer fits ({", ".join(OUTLIER_KINDS)};
+`vqa_engine.ood_set`'s generators, seed {options.seed + OUTLIER_SEED_OFFSET}, no photographs), trained
+towards a uniform answer distribution (outlier exposure, weight {options.outlier_weight}).
+Trained on {result.train_questions:,} questions; {result.val_questions:,} questions about
+{options.val_fraction:.0%} of the training pictures were held out to fit the softmax temperature.
+The official test split and the evaluation's pictures were not used for training or model selection.
 
 ## Model
 | | |
@@ -292,10 +392,14 @@ Run `python -m vqa_engine.evaluate {options.out} --update-card` to fill this sec
 
 ## Answer checks
 `familiarity.safetensors` holds statistics of the image encoder's features over the training
-pictures (fitted on 80% of them, calibrated on the other 20%, chosen by seed {options.seed});
-`question_forms.json` the answers each training question form got. With them an answer is marked
-as a guess (`abstain`) when the picture is unlike the training pictures, the question has words
-the model never learned, or the answer's type does not fit the question.
+pictures, drawn ones included (fitted on 80% of them, calibrated on the other 20%, chosen by seed
+{options.seed}); `question_forms.json` the answers each training question form got;
+`checks_selection.json` what each pair of thresholds (familiarity, confidence) does on a
+validation split of its own (`vqa_engine.calibrate`: drawn pictures and out-of-distribution ones
+at seeds no training or evaluation set uses), from which the thresholds for `MAX_ANSWER_RISK` are
+chosen. An answer is marked as a guess (`abstain`) when the picture is unlike the training
+pictures, the question has words the model never learned, the answer's type does not fit the
+question, or the model is not sure enough.
 <!-- checks:start -->
 Run `python -m vqa_engine.evaluate {options.out} --ood DIR --update-card` to fill this section.
 <!-- checks:end -->
@@ -345,6 +449,20 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"share of training images held out to fit the softmax temperature (default {d.val_fraction})",
     )
     p.add_argument("--limit", type=int, default=0, help="train on the first N questions only (default: all)")
+    p.add_argument(
+        "--near-pictures",
+        type=int,
+        default=d.near_pictures,
+        help="pictures as people draw them (python -m vqa_engine.near_set) mixed into training "
+        f"(default {d.near_pictures}; 0: easy-VQA alone)",
+    )
+    p.add_argument(
+        "--outlier-pictures",
+        type=int,
+        default=d.outlier_pictures,
+        help="pictures no answer fits (noise, text, several shapes...) trained towards uncertainty "
+        f"(default {d.outlier_pictures}; 0: none)",
+    )
     p.add_argument("--threads", type=int, default=d.threads, help=f"torch CPU threads (default {d.threads})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
@@ -402,6 +520,8 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         seed=a.seed,
         val_fraction=a.val_fraction,
         limit=a.limit,
+        near_pictures=a.near_pictures,
+        outlier_pictures=a.outlier_pictures,
         threads=a.threads,
         progress=not a.quiet,
         config=config,
