@@ -28,6 +28,10 @@ def train_tiny(out: Path) -> subprocess.CompletedProcess:
             "1",
             "--limit",
             "600",
+            "--near-pictures",
+            "200",
+            "--outlier-pictures",
+            "60",
             "--quiet",
             "--cnn-channels",
             "8,8",
@@ -48,10 +52,16 @@ def test_training_is_seeded_and_reproducible(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr.decode()
     assert second.returncode == 0, second.stderr.decode()
     assert "wrote" in first.stdout.decode()
-    for name in ("model.safetensors", "familiarity.safetensors", "question_forms.json"):
+    for name in (
+        "model.safetensors",
+        "familiarity.safetensors",
+        "question_forms.json",
+        "checks_selection.json",
+    ):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     package = load_package(tmp_path / "a")
     assert package.familiarity is not None and package.question_forms is not None  # the checks' data
+    assert package.selection is not None and len(package.selection.points) > 0
     assert package.familiarity.info["pictures_held_out"] > 0
     assert package.config.cnn_channels == (8, 8)
     assert len(package.answers) == 13

@@ -30,12 +30,12 @@ from vqa_engine.easyvqa import Split, answer_type
 from vqa_engine.errors import ModelPackageError, VQAInputError
 from vqa_engine.evaluate_selective import (
     NEAR_EVAL_PICTURES,
-    RISK_COVERAGE_FILE,
     draw_risk_coverage,
     evaluate_selective,
 )
 from vqa_engine.ood_set import IMAGE_SUFFIXES, QUESTIONS_FILE, read_question_set
 from vqa_engine.package import CARD_FILE, ModelPackage
+from vqa_engine.package_format import RISK_COVERAGE_FILE
 from vqa_engine.prediction import REASONS, Prediction
 from vqa_engine.predictor import Predictor, encode_questions
 from vqa_engine.preprocess import load_image_tensor

@@ -29,8 +29,6 @@ from vqa_engine.predictor import Predictor
 from vqa_engine.preprocess import image_to_tensor
 from vqa_engine.selection import aurc, risk_coverage
 
-#: the model card's picture of the risk–coverage curves, beside the card
-RISK_COVERAGE_FILE = "risk_coverage.png"
 #: the evaluation's near-distribution pictures (training uses 1,000 + its seed, validation 2,000)
 NEAR_EVAL_SEED = 3_000
 NEAR_EVAL_PICTURES = 2_000

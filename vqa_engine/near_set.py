@@ -18,7 +18,7 @@ import math
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -267,6 +267,47 @@ def draw(rng: Rng, params: Variation) -> Image.Image:
         array = np.asarray(image, dtype=np.float32) + noise
         image = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8))
     return image
+
+
+#: the kinds a scene of several shapes varies in (each shape its own rotation, stretch and shade)
+_SCENE_KINDS = ("rotation", "aspect", "colour_shade", "aliased")
+
+
+def several(rng: Rng) -> Image.Image:
+    """Two or three shapes as people draw them, apart on one canvas: a scene that no answer about
+    *the* shape fits (for training the model to be unsure of it; never in a question set)."""
+    kinds = [k for k in _SCENE_KINDS if rng.random() < 0.5]
+    if rng.random() < 0.5:
+        kinds.append("white_background" if rng.random() < 0.5 else "pastel_background")
+    first = vary(rng, kinds)
+    image = draw(rng, first)
+    boxes = [_box(first.outline, 0.0)]
+    wanted = int(rng.integers(2, 4))
+    for _ in range(100):
+        if len(boxes) == wanted:
+            break
+        other = vary(rng, kinds)
+        centre = np.array(other.centre)
+        outline = tuple(map(tuple, (np.array(other.outline) - centre) * 0.6 + centre))
+        box = _box(outline, 2.0)
+        if not all(_apart(box, b) for b in boxes):
+            continue
+        shape = replace(other, outline=outline, background=first.background, canvas=first.canvas)  # type: ignore[arg-type]
+        drawn = draw(rng, shape)
+        x0, y0, x1, y1 = (int(v) for v in _box(outline, 1.0))
+        image.paste(drawn.crop((x0, y0, x1, y1)), (x0, y0))
+        boxes.append(box)
+    return image
+
+
+def _box(outline: Iterable[Point], margin: float) -> tuple[float, float, float, float]:
+    points = np.array(list(outline))
+    (x0, y0), (x1, y1) = points.min(axis=0) - margin, points.max(axis=0) + margin
+    return max(0.0, float(x0)), max(0.0, float(y0)), float(x1), float(y1)
+
+
+def _apart(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
 
 
 def encode(image: Image.Image, params: Variation) -> bytes:

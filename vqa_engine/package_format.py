@@ -35,6 +35,7 @@ CARD_FILE = "README.md"
 FAMILIARITY_FILE = "familiarity.safetensors"  # optional: image statistics (vqa_engine.familiarity)
 QUESTION_FORMS_FILE = "question_forms.json"  # optional: trained question forms (vqa_engine.question_check)
 SELECTION_FILE = "checks_selection.json"  # optional: the checks' validation table (vqa_engine.selection)
+RISK_COVERAGE_FILE = "risk_coverage.png"  # optional: the card's picture (vqa_engine.evaluate_selective)
 EVALUATION_FILE = "evaluation.json"  # optional: measured accuracy (vqa_engine.evaluate)
 SEED_WEIGHTS_FILE = "best_modular_model.pth"
 SEED_VOCAB_FILE = "vocab.pkl"
@@ -53,6 +54,7 @@ PACKAGE_FILES = (
     QUESTION_FORMS_FILE,
     SELECTION_FILE,
     EVALUATION_FILE,
+    RISK_COVERAGE_FILE,
     SEED_WEIGHTS_FILE,
     SEED_VOCAB_FILE,
     SEED_ANSWERS_FILE,

@@ -25,8 +25,12 @@ from pathlib import Path
 from vqa_engine.errors import ModelPackageError
 
 FORMAT_VERSION = 1
-#: familiarity thresholds tried (0: no image check); familiarity is a share of held-out pictures
-FAMILIARITY_GRID = (0.0, 1e-12, 1e-9, 1e-6, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.02, 0.05, 0.1)
+#: familiarity thresholds tried. Familiarity is the share of held-out training pictures that look
+#: at least as unusual, so a threshold costs about that share of training-like pictures; the
+#: smallest tried, 0.001, is the floor: a picture rarer than one training picture in a thousand is
+#: never answered, whatever the validation split holds (it cannot hold every kind of stranger:
+#: photographs, for one, are not in it)
+FAMILIARITY_GRID = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 #: confidence thresholds tried
 CONFIDENCE_GRID = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
 #: the share of out-of-distribution validation pictures that must be flagged

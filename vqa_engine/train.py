@@ -60,7 +60,7 @@ TRAINING_IMAGES = "one coloured shape on a plain background"
 @dataclass
 class TrainOptions:
     out: Path = field(default_factory=new_run_folder)
-    epochs: int = 6
+    epochs: int = 9
     images_per_batch: int = 16  # each batch holds every training question about these images
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -69,7 +69,7 @@ class TrainOptions:
     limit: int = 0  # use only the first N training questions (0: all); for quick checks
     near_pictures: int = 6000  # pictures as people draw them (vqa_engine.near_set), mixed in
     near_kinds: tuple[str, ...] = near_set.TRAINING_KINDS
-    outlier_pictures: int = 1000  # pictures no answer fits, taught to be uncertain about (outlier exposure)
+    outlier_pictures: int = 1500  # pictures no answer fits, taught to be uncertain about (outlier exposure)
     outlier_weight: float = 0.1
     threads: int = 2
     progress: bool = True
@@ -124,7 +124,11 @@ def near_split(config: ModelConfig, *, seed: int, count: int, kinds: tuple[str, 
 #: outlier exposure (Hendrycks et al., 2019): pictures no answer fits, from these generators of
 #: ``vqa_engine.ood_set`` (never its photographs), at their own seed offset; trained towards a
 #: uniform answer distribution, so that the confidence says "I can't tell" about such pictures
-OUTLIER_KINDS = ("noise", "gradient", "text", "texture", "multi_shape")
+OUTLIER_GENERATORS = {
+    **{kind: GENERATORS[kind] for kind in ("noise", "gradient", "text", "texture", "multi_shape")},
+    "several_drawn_shapes": near_set.several,  # scenes of shapes as people draw them
+}
+OUTLIER_KINDS = tuple(OUTLIER_GENERATORS)
 OUTLIER_SEED_OFFSET = 4_000
 #: the answer an outlier question is "trained to give": none (its label is -1)
 NO_ANSWER = ""
@@ -139,7 +143,7 @@ def outlier_split(config: ModelConfig, questions: list[str], *, seed: int, count
     for i in range(count):
         k = i % len(OUTLIER_KINDS)
         rng = np.random.default_rng([seed, k, i])
-        images.append(image_to_tensor(GENERATORS[OUTLIER_KINDS[k]](rng), config))
+        images.append(image_to_tensor(OUTLIER_GENERATORS[OUTLIER_KINDS[k]](rng), config))
         for q in rng.choice(len(distinct), size=2, replace=False):
             asked.append(distinct[int(q)])
             rows.append(i)
@@ -463,6 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="pictures no answer fits (noise, text, several shapes...) trained towards uncertainty "
         f"(default {d.outlier_pictures}; 0: none)",
     )
+    p.add_argument(
+        "--outlier-weight",
+        type=float,
+        default=d.outlier_weight,
+        help=f"weight of the outliers' loss beside the answers' (default {d.outlier_weight})",
+    )
     p.add_argument("--threads", type=int, default=d.threads, help=f"torch CPU threads (default {d.threads})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
@@ -522,6 +532,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         limit=a.limit,
         near_pictures=a.near_pictures,
         outlier_pictures=a.outlier_pictures,
+        outlier_weight=a.outlier_weight,
         threads=a.threads,
         progress=not a.quiet,
         config=config,
