@@ -71,7 +71,7 @@ def test_photographs_are_unfamiliar(capsys: pytest.CaptureFixture[str], name: st
     assert (data["abstain"], data["reason"]) == (True, "unfamiliar_image")
 
 
-def test_a_full_hd_noise_picture_is_unfamiliar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_full_hd_noise_picture_is_a_guess(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import numpy as np
     from PIL import Image
 
@@ -79,7 +79,9 @@ def test_a_full_hd_noise_picture_is_unfamiliar(tmp_path: Path, capsys: pytest.Ca
     noise = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
     Image.fromarray(noise).save(path)
     data = ask_json(capsys, path, "what shape is in the image?")
-    assert data["reason"] == "unfamiliar_image"
+    # reduced to the model's 64 px, a frame of noise is a grey blur: the model cannot tell, and says so
+    assert data["abstain"] is True and data["reason"] in ("unfamiliar_image", "low_confidence")
+    assert data["confidence"] < 0.5
 
 
 def test_checks_off_answer_plainly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,7 +140,8 @@ def test_describe_says_which_image_check_is_in_use() -> None:
     assert checks_for(CheckOptions(answer_checks=False)).describe().startswith("answer checks: off")
     bundled = Predictor(load_package(BUNDLED_MODEL)).checks
     assert bundled.image_check == "familiarity"
-    assert "familiarity statistics (24 clusters, 3200 training pictures)" in bundled.describe()
+    assert "familiarity statistics (24 clusters, 8000 training pictures)" in bundled.describe()
+    assert "chosen for MAX_ANSWER_RISK=0.01: on validation" in bundled.describe()
 
 
 @pytest.mark.parametrize(
@@ -282,7 +285,7 @@ async def test_the_engine_checks_every_answer_of_a_batch() -> None:
         )
     assert [a.reason for a in answers] == ["unfamiliar_image", None, "unknown_words", "answer_type"]
     assert answers[1].answer == "yellow" and not answers[1].abstain
-    assert answers[0].familiarity is not None and answers[0].familiarity < 1e-6
+    assert answers[0].familiarity is not None and answers[0].familiarity < 0.001
 
 
 async def test_the_engine_passes_its_check_options_on() -> None:

@@ -2,7 +2,8 @@
 
     python -m vqa_engine.calibrate models/easy-vqa-film [--clusters 24] [--holdout 0.2] [--seed 0]
 
-Writes into the package, from easy-VQA's training split (the test split is never read):
+Writes into the package, from the pictures training learns from (easy-VQA's training split and
+the drawn pictures of ``vqa_engine.near_set`` it mixes in; the test split is never read):
 
 - ``familiarity.safetensors``: statistics of the image encoder's features over the training
   pictures, fitted on all but ``--holdout`` of them; the held-out pictures calibrate the
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from vqa_engine import near_set
 from vqa_engine.checks_options import CheckOptions
-from vqa_engine.easyvqa import load_split
+from vqa_engine.easyvqa import NEAR_PICTURES, training_pictures
 from vqa_engine.errors import VQAError
 from vqa_engine.familiarity import FamiliarityModel, describe_images, fit_familiarity
 from vqa_engine.model import ModularVQA
@@ -69,6 +70,11 @@ def image_descriptors(
         for batch in tqdm(images.split(batch_size), desc="image features", disable=not progress, leave=False)
     ]
     return torch.cat(chunks)
+
+
+def training_source(pictures: int) -> str:
+    """How the statistics' file names the pictures it was fitted on."""
+    return f"easy-VQA train split and pictures as people draw them ({pictures:,} pictures)"
 
 
 def fit_image_statistics(
@@ -154,18 +160,20 @@ def calibrate(
     clusters: int = DEFAULT_CLUSTERS,
     holdout: float = DEFAULT_HOLDOUT,
     seed: int = 0,
+    near_pictures: int = NEAR_PICTURES,
     progress: bool = True,
 ) -> tuple[FamiliarityModel, QuestionForms]:
-    """Fit both files from easy-VQA's training split and write them into the package."""
+    """Fit the files from the pictures a training run with ``seed`` learns from (easy-VQA's
+    training split and ``near_pictures`` drawn ones) and write them into the package."""
     package = load_package(package_dir, checks_data=False)
-    data = load_split("train", package.config, progress=progress)
+    data = training_pictures(package.config, seed=seed, near_pictures=near_pictures)
     familiarity = fit_image_statistics(
         package.model,
         data.images,
         clusters=clusters,
         holdout=holdout,
         seed=seed,
-        source=f"easy-VQA train split ({data.images.shape[0]:,} pictures)",
+        source=training_source(data.images.shape[0]),
         progress=progress,
     )
     forms = QuestionForms.build(data.questions, data.answers, package.answers)
@@ -181,14 +189,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("package", type=Path, help="model package folder")
     p.add_argument("--clusters", type=int, default=DEFAULT_CLUSTERS, help="k-means clusters")
     p.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT, help="share kept to calibrate")
-    p.add_argument("--seed", type=int, default=0, help="which pictures are held out")
+    p.add_argument(
+        "--seed", type=int, default=0, help="the training run's seed: its drawn pictures, the held-out share"
+    )
+    p.add_argument(
+        "--near-pictures",
+        type=int,
+        default=NEAR_PICTURES,
+        help=f"drawn pictures the training run mixed in (default {NEAR_PICTURES:,})",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
     if not 0 < a.holdout < 1:
         p.error("--holdout must be between 0 and 1")
     try:
         familiarity, forms = calibrate(
-            a.package, clusters=a.clusters, holdout=a.holdout, seed=a.seed, progress=not a.quiet
+            a.package,
+            clusters=a.clusters,
+            holdout=a.holdout,
+            seed=a.seed,
+            near_pictures=a.near_pictures,
+            progress=not a.quiet,
         )
     except VQAError as exc:
         print(f"error: {exc}", file=sys.stderr)

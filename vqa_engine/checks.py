@@ -6,8 +6,8 @@ answers and the image features: it adds ``abstain``, ``reason``, ``unknown_words
 
 1. ``unfamiliar_image``: familiarity under ``min_familiarity`` (``vqa_engine.familiarity``).
 2. ``unknown_words``: a content word outside the vocabulary, or no known word at all.
-3. ``answer_type``: an answer the question's form was never trained to give.
-4. ``low_confidence``: the best answer's probability under ``min_confidence``.
+3. ``low_confidence``: the best answer's probability under ``min_confidence``.
+4. ``answer_type``: a confident answer that the question's form was never trained to give.
 
 The two thresholds are the settings' when set; otherwise the ones the package's validation table
 (``vqa_engine.selection``) gives for ``MAX_ANSWER_RISK``: the most answers with at most that share
@@ -180,8 +180,9 @@ class AnswerChecks:
         if familiarity is not None and familiarity < self.min_familiarity:
             return "unfamiliar_image"
         reason = self.question_reason(prediction, question)
-        if reason is None and prediction.confidence < self.min_confidence:
-            reason = "low_confidence"
+        # an unsure model's best answer may be of any type: the doubt is what to tell the user
+        if reason != "unknown_words" and prediction.confidence < self.min_confidence:
+            return "low_confidence"
         return reason
 
 

@@ -1,8 +1,10 @@
 """Evaluate a model package on easy-VQA: accuracy (overall and per answer type), the most common
 confusions, and calibration (expected calibration error); with ``--ood DIR``, the answer checks
-too (``vqa_engine.evaluate_checks``).
+too (``vqa_engine.evaluate_checks``), with coverage, risk and AURC per set of pictures
+(``vqa_engine.evaluate_selective``).
 
-    python -m vqa_engine.evaluate models/easy-vqa-film [--limit N] [--ood DIR] [--output FILE] [--update-card]
+    python -m vqa_engine.evaluate models/easy-vqa-film [--limit N] [--ood DIR] [--near-pictures N]
+        [--output FILE] [--update-card]
 
 Nothing is written unless asked: ``--output`` for the JSON, ``--update-card`` for the model card.
 """
@@ -30,6 +32,7 @@ from vqa_engine.evaluate_checks import (
     format_checks_report,
     update_card_checks,
 )
+from vqa_engine.evaluate_selective import NEAR_EVAL_PICTURES
 from vqa_engine.package import CARD_FILE, load_package
 from vqa_engine.predictor import Predictor
 
@@ -173,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--questions-per-image", type=int, default=10, help="with --ood: test questions per picture"
     )
+    p.add_argument(
+        "--near-pictures",
+        type=int,
+        default=NEAR_EVAL_PICTURES,
+        help="with --ood: pictures as people draw them to judge the answers on "
+        f"(vqa_engine.near_set at an evaluation seed; default {NEAR_EVAL_PICTURES:,})",
+    )
     p.add_argument("--output", type=Path, default=None, help="also write the results as JSON to this file")
     p.add_argument(
         "--update-card", action="store_true", help="write the results into the model card (README.md)"
@@ -196,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 a.ood,
                 options=CheckOptions(),
                 questions_per_image=a.questions_per_image,
+                near_pictures=a.near_pictures,
                 limit=a.limit,
                 batch_size=a.batch_size,
                 progress=not a.quiet,

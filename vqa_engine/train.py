@@ -27,8 +27,16 @@ from torch import nn
 from tqdm import tqdm
 
 from vqa_engine import near_set
-from vqa_engine.calibrate import fit_image_statistics, write_selection
-from vqa_engine.easyvqa import Split, answer_space, load_split
+from vqa_engine.calibrate import fit_image_statistics, training_source, write_selection
+from vqa_engine.easyvqa import (
+    NEAR_PICTURES,
+    NEAR_SEED_OFFSET,
+    Split,
+    answer_space,
+    joined,
+    load_split,
+    near_split,
+)
 from vqa_engine.model import ModularVQA
 from vqa_engine.model_config import FUSIONS, IMAGE_ENCODERS, QUESTION_ENCODERS, ModelConfig
 from vqa_engine.ood_set import GENERATORS
@@ -67,7 +75,7 @@ class TrainOptions:
     seed: int = 0
     val_fraction: float = 0.05
     limit: int = 0  # use only the first N training questions (0: all); for quick checks
-    near_pictures: int = 6000  # pictures as people draw them (vqa_engine.near_set), mixed in
+    near_pictures: int = NEAR_PICTURES  # pictures as people draw them (vqa_engine.near_set), mixed in
     near_kinds: tuple[str, ...] = near_set.TRAINING_KINDS
     outlier_pictures: int = 1500  # pictures no answer fits, taught to be uncertain about (outlier exposure)
     outlier_weight: float = 0.1
@@ -95,30 +103,6 @@ def seed_everything(seed: int) -> torch.Generator:
     # the backward of features[image_index] accumulates in parallel: without this, two runs drift
     torch.use_deterministic_algorithms(True)
     return torch.Generator().manual_seed(seed)
-
-
-#: the near-distribution pictures of a training run come from this seed plus the run's seed (the
-#: evaluation sets use other seeds: ``vqa_engine.evaluate``)
-NEAR_SEED_OFFSET = 1_000
-
-
-def near_split(config: ModelConfig, *, seed: int, count: int, kinds: tuple[str, ...]) -> Split:
-    """``count`` pictures as people draw them (seeded) with their questions, preprocessed as the
-    engine prepares a chat image."""
-    images: list[torch.Tensor] = []
-    questions: list[str] = []
-    answers: list[str] = []
-    rows: list[int] = []
-    for row, (image, asked) in enumerate(near_set.samples(seed, count, kinds)):
-        images.append(image_to_tensor(image, config))
-        for question, answer in asked:
-            questions.append(question)
-            answers.append(answer)
-            rows.append(row)
-    stacked = torch.stack(images) if images else torch.empty(0, 3, config.image_size, config.image_size)
-    return Split(
-        questions, answers, torch.tensor(rows, dtype=torch.long), stacked, [-1 - r for r in range(count)]
-    )
 
 
 #: outlier exposure (Hendrycks et al., 2019): pictures no answer fits, from these generators of
@@ -149,18 +133,6 @@ def outlier_split(config: ModelConfig, questions: list[str], *, seed: int, count
             rows.append(i)
     stacked = torch.stack(images) if images else torch.empty(0, 3, config.image_size, config.image_size)
     return Split(asked, [NO_ANSWER] * len(asked), torch.tensor(rows, dtype=torch.long), stacked, [-1] * count)
-
-
-def joined(first: Split, second: Split) -> Split:
-    """Both splits' questions over both splits' images (the second's rows shifted past the first's)."""
-    shift = first.images.shape[0]
-    return Split(
-        first.questions + second.questions,
-        first.answers + second.answers,
-        torch.cat([first.image_rows, second.image_rows + shift]),
-        torch.cat([first.images, second.images]),
-        first.image_ids + second.image_ids,
-    )
 
 
 def split_by_image(
@@ -322,7 +294,7 @@ def train(options: TrainOptions) -> TrainResult:
         model,
         data.images[used_images],
         seed=options.seed,
-        source=f"easy-VQA train split and pictures as people draw them ({len(used_images):,} pictures)",
+        source=training_source(len(used_images)),
     )
     answerable = [i for i in train_idx.tolist() if data.answers[i] != NO_ANSWER]
     forms = QuestionForms.build(
