@@ -44,6 +44,8 @@ OUR_FILES = {
     "evaluation.json",
     "familiarity.safetensors",
     "question_forms.json",
+    "checks_selection.json",
+    "risk_coverage.png",
 }
 Results = dict[str, dict[str, Any]]  # case name -> what the child printed for it
 

@@ -215,15 +215,15 @@ def test_transparent_palette_index_becomes_white(fmt: str) -> None:
 def test_alpha_is_flattened_onto_white(
     mode: str, color: tuple[int, ...], expected: tuple[int, int, int]
 ) -> None:
-    decoded = decode_image(encode(solid(color, (10, 6), mode=mode), "PNG"))
-    assert_rgb(decoded, (10, 6))
+    decoded = decode_image(encode(solid(color, (10, 8), mode=mode), "PNG"))
+    assert_rgb(decoded, (10, 8))
     assert_close(decoded.getpixel((5, 3)), expected, tol=2)
 
 
 def test_transparent_webp_becomes_white() -> None:
-    image = solid((0, 0, 0, 0), (10, 6), mode="RGBA")
+    image = solid((0, 0, 0, 0), (10, 8), mode="RGBA")
     decoded = decode_image(encode(image, "WEBP", lossless=True))
-    assert_rgb(decoded, (10, 6))
+    assert_rgb(decoded, (10, 8))
     assert decoded.getpixel((5, 3)) == WHITE
 
 

@@ -22,12 +22,13 @@ def scored(familiarity: float, confidence: float, correct: bool, flagged: bool =
 # out of distribution: 20 unfamiliar pictures answered confidently
 IN_DIST = [scored(0.5, 0.99, True)] * 96 + [scored(0.3, 0.55, False)] * 4
 OOD = [scored(1e-8, 0.97, False)] * 19 + [scored(0.2, 0.9, False)]
+# (the familiarity grid starts at 0.001: the floor under which no picture is answered)
 
 
 def test_an_operating_point_counts_coverage_risk_and_flagged() -> None:
     everything = operating_point(IN_DIST, OOD, 0.0, 0.0)
     assert (everything.coverage, everything.risk, everything.ood_flagged) == (1.0, 0.04, 0.0)
-    strict = operating_point(IN_DIST, OOD, 1e-6, 0.6)
+    strict = operating_point(IN_DIST, OOD, 0.001, 0.6)
     assert (strict.coverage, strict.risk, strict.ood_flagged) == (0.96, 0.0, 0.95)
 
 
@@ -38,9 +39,9 @@ def test_the_choice_answers_the_most_within_the_risk_and_flags_the_ood_pictures(
     assert chosen.coverage == 0.96
     # of the points that answer as much, the one that flags every OOD question (the last one only
     # by its confidence), with the lowest familiarity threshold that flags the unfamiliar ones
-    assert (chosen.min_familiarity, chosen.min_confidence, chosen.ood_flagged) == (1e-6, 0.95, 1.0)
+    assert (chosen.min_familiarity, chosen.min_confidence, chosen.ood_flagged) == (0.001, 0.95, 1.0)
     loose = table.choose(max_risk=0.05, min_ood_flagged=0.0)
-    assert (loose.coverage, loose.min_familiarity, loose.min_confidence) == (1.0, 1e-6, 0.0)
+    assert (loose.coverage, loose.min_familiarity, loose.min_confidence) == (1.0, 0.001, 0.0)
 
 
 def test_when_no_point_fits_the_safest_is_chosen() -> None:
@@ -79,7 +80,7 @@ def test_the_checks_take_their_thresholds_from_the_table_unless_set(familiarity:
         )
 
     chosen = checks(CheckOptions())
-    assert (chosen.min_familiarity, chosen.min_confidence) == (1e-6, 0.95)
+    assert (chosen.min_familiarity, chosen.min_confidence) == (0.001, 0.95)
     assert (
         "chosen for MAX_ANSWER_RISK=0.01: on validation 96.0% answered, 0.00% of them wrong"
         in chosen.describe()

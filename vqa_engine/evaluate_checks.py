@@ -196,6 +196,13 @@ def evaluate_checks(
         distinct[int(i)] for i in torch.randint(len(distinct), (len(pair_rows),), generator=generator)
     ]
     ood_predictions, ood_energy = runner.run(ood_images, pair_rows, pair_questions, "ood pairs")
+    for kind, figures in by_kind.items():  # any reason: what a user is told is a guess
+        abstained = [
+            p.abstain
+            for p, row in zip(ood_predictions, pair_rows.tolist(), strict=True)
+            if kinds[row] == kind
+        ]
+        figures["answers_abstained"] = sum(abstained) / len(abstained)
     result.ood = {
         "folder": str(ood_dir),
         "images": len(kinds),
@@ -352,12 +359,15 @@ def format_checks_report(result: ChecksEvaluation) -> str:
         f"**{_pct(o['unfamiliar'])} flagged unfamiliar_image**, AUROC **{_fmt(o['auroc'])}** "
         "(familiarity, against the test pictures).",
         "",
-        "| kind | pictures | flagged unfamiliar_image |",
-        "|---|---:|---:|",
+        "| kind | pictures | flagged unfamiliar_image | answers abstained (any reason) |",
+        "|---|---:|---:|---:|",
     ]
     by_kind = o["by_kind"]
     assert isinstance(by_kind, dict)
-    lines += [f"| {k} | {v['images']} | {_pct(v['unfamiliar'])} |" for k, v in by_kind.items()]
+    lines += [
+        f"| {k} | {v['images']} | {_pct(v['unfamiliar'])} | {_pct(v.get('answers_abstained'))} |"
+        for k, v in by_kind.items()
+    ]
     lines += [
         "",
         f"Each picture asked {o['questions_per_image']} test questions: {_pct(o['pairs_abstained'])} of the "
