@@ -35,7 +35,8 @@ def encodings() -> dict[str, bytes]:
     picture = drawn()
     rgba = picture.convert("RGBA")
     palette = picture.quantize(colors=4)
-    white = next(i for i, c in enumerate(palette.getpalette()[:12:3]) if c == 255)  # the white entry
+    colours = palette.getpalette() or []
+    white = next(i for i, c in enumerate(colours[:12:3]) if c == 255)  # the white entry
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90° clockwise to view": the pixels are stored turned the other way
     return {
