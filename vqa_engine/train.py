@@ -340,8 +340,9 @@ easy-VQA 1.0 (the `easy-vqa` package): 64×64 synthetic images of one coloured s
 {options.near_pictures:,} pictures of the same task as people draw them (`python -m vqa_engine.near_set`,
 seed {options.seed + NEAR_SEED_OFFSET}; kinds of variation {", ".join(options.near_kinds)}; the others,
 {", ".join(k for k in near_set.ALL_KINDS if k not in options.near_kinds) or "none"}, are held out for
-the evaluation); and {options.outlier_pictures:,} pictures no answer fits ({", ".join(OUTLIER_KINDS)};
-`vqa_engine.ood_set`'s generators, seed {options.seed + OUTLIER_SEED_OFFSET}, no photographs), trained
+the evaluation); and {options.outlier_pictures:,} pictures no answer fits ({", ".join(OUTLIER_KINDS)}:
+`vqa_engine.ood_set`'s generators and `near_set.several`, seed {options.seed + OUTLIER_SEED_OFFSET},
+no photographs), trained
 towards a uniform answer distribution (outlier exposure, weight {options.outlier_weight}).
 Trained on {result.train_questions:,} questions; {result.val_questions:,} questions about
 {options.val_fraction:.0%} of the training pictures were held out to fit the softmax temperature.
