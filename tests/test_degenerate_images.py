@@ -5,7 +5,6 @@ Discord, the web app and ``POST /api/v1/answer`` (422). Never a crash on a zero 
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import aiohttp
@@ -19,7 +18,7 @@ from tests.test_discord import ALICE
 from tests.test_discord import running_bot as discord_bot
 from tests.test_telegram import COLOR_Q, USER
 from tests.test_telegram import running_bot as telegram_bot
-from tests.web_fixture import running_web
+from tests.web_fixture import gradio_result, gradio_upload, running_web
 from vqa_engine.errors import ImageShapeError
 from vqa_engine.package import load_package
 from vqa_engine.preprocess import check_image_shape, image_to_pixels, load_image_pixels
@@ -91,16 +90,11 @@ async def test_the_api_answers_422_naming_the_size(tmp_path: Path) -> None:
 
 async def test_the_web_app_shows_the_message(tmp_path: Path) -> None:
     async with running_web(tmp_path) as web, aiohttp.ClientSession() as http:
-        upload = aiohttp.FormData()
-        upload.add_field("files", png(4000, 1), filename="strip.png")
-        async with http.post(f"{web.url}/gradio_api/upload", data=upload) as response:
-            [stored] = await response.json()
+        stored = await gradio_upload(http, web.url, png(4000, 1), "strip.png")
         event = {"data": [{"path": stored}, COLOR_Q], "fn_index": 0, "session_hash": "user"}
         async with http.post(f"{web.url}/gradio_api/queue/join", json=event) as response:
             assert response.status == 200
-        async with http.get(f"{web.url}/gradio_api/queue/data?session_hash=user") as stream:
-            lines = [line async for line in stream.content if b"process_completed" in line]
-    [done] = [json.loads(line.decode()[len("data: ") :]) for line in lines]
+        done = await gradio_result(http, web.url, "user")
     assert done["output"]["data"][1] == user_message(THIN)
 
 

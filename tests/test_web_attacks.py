@@ -23,7 +23,7 @@ from bots.web.body_guard import DEFAULT_MAX_BYTES
 from bots.web.gradio_guard import RefusedEvent, read_upload
 from bots.web.proxies import TrustedProxies
 from tests.test_engine import until
-from tests.web_fixture import COLOR_Q, EXAMPLES, running_web
+from tests.web_fixture import COLOR_Q, EXAMPLES, gradio_result, gradio_upload, running_web
 from vqa_engine.formats import SUPPORTED_TEXT
 
 JOIN = "/gradio_api/queue/join"
@@ -151,17 +151,12 @@ async def test_the_page_still_answers_its_own_uploads_and_examples(
     tmp_path: Path, uploads: Path, logged: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
     async with running_web(tmp_path) as web, aiohttp.ClientSession() as http:
-        upload = aiohttp.FormData()
-        upload.add_field("files", (EXAMPLES / "blue_circle.png").read_bytes(), filename="mine.png")
-        async with http.post(f"{web.url}/gradio_api/upload", data=upload) as response:
-            [stored] = await response.json()
+        stored = await gradio_upload(http, web.url, (EXAMPLES / "blue_circle.png").read_bytes())
         status, joined = await join(
             http, web.url, event({"path": stored, "meta": {"_type": "gradio.FileData"}})
         )
         assert status == 200, joined
-        async with http.get(f"{web.url}/gradio_api/queue/data?session_hash=attacker") as stream:
-            lines = [line async for line in stream.content if b"process_completed" in line]
-    [done] = [json.loads(line.decode()[len("data: ") :]) for line in lines]
+        done = await gradio_result(http, web.url, "attacker")
     assert done["output"]["data"][1] == "blue — >99.9% sure"
     assert Path(stored).is_relative_to(uploads)
     no_tracebacks(logged, capfd)
@@ -216,14 +211,9 @@ async def test_a_question_that_is_not_text_gets_our_message_not_an_exception(
     tmp_path: Path, uploads: Path, logged: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
     async with running_web(tmp_path) as web, aiohttp.ClientSession() as http:
-        upload = aiohttp.FormData()
-        upload.add_field("files", (EXAMPLES / "blue_circle.png").read_bytes(), filename="mine.png")
-        async with http.post(f"{web.url}/gradio_api/upload", data=upload) as response:
-            [stored] = await response.json()
+        stored = await gradio_upload(http, web.url, (EXAMPLES / "blue_circle.png").read_bytes())
         status, _ = await join(http, web.url, event({"path": stored}, {"a": 1}))
-        async with http.get(f"{web.url}/gradio_api/queue/data?session_hash=attacker") as stream:
-            lines = [line async for line in stream.content if b"process_completed" in line]
-    [done] = [json.loads(line.decode()[len("data: ") :]) for line in lines]
+        done = await gradio_result(http, web.url, "attacker")
     assert status == 200
     assert done["output"]["data"][1] == replies.WEB_BAD_REQUEST
     no_tracebacks(logged, capfd)

@@ -205,3 +205,22 @@ def served_port(line: str) -> int:
     match = re.search(r"web: serving on http://[^ ]+:(\d+)", line)
     assert match, line
     return int(match.group(1))
+
+
+async def gradio_upload(http: Any, url: str, data: bytes, name: str = "picture.png") -> str:
+    """Upload ``data`` as the page does (``/gradio_api/upload``); the path Gradio stored it at."""
+    import aiohttp
+
+    form = aiohttp.FormData()
+    form.add_field("files", data, filename=name)
+    async with http.post(f"{url}/gradio_api/upload", data=form) as response:
+        [stored] = await response.json()
+    return str(stored)
+
+
+async def gradio_result(http: Any, url: str, session: str) -> dict[str, Any]:
+    """The ``process_completed`` message of ``session``'s event, from Gradio's queue stream."""
+    async with http.get(f"{url}/gradio_api/queue/data?session_hash={session}") as stream:
+        lines = [line async for line in stream.content if b"process_completed" in line]
+    [done] = [json.loads(line.decode()[len("data: ") :]) for line in lines]
+    return dict(done)
