@@ -42,6 +42,7 @@ from vqa_engine.package import (
     ModelPackage,
     load_package,
 )
+from vqa_engine.predictor import Predictor
 from vqa_engine.preprocess import image_to_tensor
 from vqa_engine.question_check import QuestionForms
 from vqa_engine.selection import Scored, SelectionTable
@@ -98,8 +99,6 @@ def _scored(
     package: ModelPackage, images: list[torch.Tensor], questions: list[tuple[int, str, str | None]]
 ) -> list[Scored]:
     """What the checks see for each (image row, question, right answer or None: none is right)."""
-    from vqa_engine.predictor import Predictor  # (it imports the checks, which import this module's users)
-
     predictor = Predictor(package, checks=CheckOptions(min_image_familiarity=0.0, min_confidence=0.0))
     stacked = torch.stack(images)
     scored: list[Scored] = []
