@@ -114,16 +114,22 @@ class AnswerChecks:
                 f"{info.get('pictures_fitted', '?')} training pictures), "
                 f"unfamiliar below {self.min_familiarity:g}"
             )
-            if self.chosen is not None and o.min_image_familiarity is None and o.min_confidence is None:
-                image += (
-                    f" (chosen for MAX_ANSWER_RISK={o.max_answer_risk:g}: on validation "
-                    f"{self.chosen.coverage:.1%} answered, {self.chosen.risk:.2%} of them wrong)"
-                )
         if self.questions is None:
-            return f"{image}; question check: none (not our vocabulary)"
+            return f"{image}; question check: none (not our vocabulary)" + self._chosen_note()
         forms = "recorded question forms" if self.questions.forms is not None else "the yes/no rule only"
         return (
             f"{image}; question check: vocabulary and {forms}; low confidence below {self.min_confidence:.0%}"
+            + self._chosen_note()
+        )
+
+    def _chosen_note(self) -> str:
+        """Where the thresholds came from, when the package's validation table chose them."""
+        o = self.options
+        if self.chosen is None or o.min_image_familiarity is not None or o.min_confidence is not None:
+            return ""
+        return (
+            f" (both thresholds chosen for MAX_ANSWER_RISK={o.max_answer_risk:g}: on validation "
+            f"{self.chosen.coverage:.1%} answered, {self.chosen.risk:.2%} of them wrong)"
         )
 
     @torch.inference_mode()
