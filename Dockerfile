@@ -1,12 +1,12 @@
 # vqa-chat: the web app and HTTP API on port 7860, and the Telegram and Discord bots whose tokens
 # are set, in one process (python main.py with PORT set).
 #   docker build -t vqa-chat .                                    # CPU-only torch (the default)
-#   docker build --build-arg TORCH_INDEX_URL= -t vqa-chat .       # PyPI's torch, with CUDA (5+ GB)
+#   docker build --build-arg TORCH_INDEX_URL= -t vqa-chat .       # PyPI's torch, with CUDA
 #   docker run -p 7860:7860 -v vqa-data:/data --env-file .env vqa-chat
 FROM python:3.11-slim
 
-# Where torch and torchvision come from: with the CPU-only wheels the install is 1.3 GB instead of
-# 5.0 GB with CUDA's (benchmarks/README.md). Empty: PyPI's (CUDA) wheels, for a GPU host.
+# Where torch and torchvision come from: with the CPU-only wheels the install is 1.5 GB instead of
+# 6.3 GB with CUDA's (benchmarks/install_size.py). Empty: PyPI's (CUDA) wheels, for a GPU host.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 import shlex
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import aiohttp
+import pytest
 import yaml
 
 import main
@@ -208,6 +211,151 @@ def test_the_systemd_unit_runs_main_py_and_outlasts_the_drain() -> None:
     assert float(service["TimeoutStopSec"]) > Settings.model_fields["shutdown_timeout_s"].default + 2
     assert service["RestartPreventExitStatus"] == "2"  # wrong settings: a restart will not help
     assert service["User"] != "root"
+
+
+UNIT = ROOT / "deploy" / "vqa-chat.service"
+
+
+def systemd_analyze() -> str:
+    found = shutil.which("systemd-analyze")
+    if not found:
+        if os.environ.get("CI"):
+            raise AssertionError("systemd-analyze is missing (.ci/run installs Debian's systemd)")
+        pytest.skip("needs systemd-analyze: apt-get install systemd")
+    return found
+
+
+def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """The unit as installed by its own comments, with /opt/vqa-chat moved to a temporary folder
+    (verify checks that ExecStart's program exists): no warning, no error."""
+    home = tmp_path / "opt-vqa-chat"
+    python = home / "app" / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(sys.executable)
+    unit = tmp_path / "vqa-chat.service"
+    unit.write_text(UNIT.read_text().replace("/opt/vqa-chat", str(home)))
+    result = subprocess.run(
+        [systemd_analyze(), "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == ""
+
+
+def test_the_systemd_unit_starts_without_a_env_file_and_its_steps_name_real_files() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read(UNIT)
+    env_file = unit["Service"]["EnvironmentFile"]
+    assert env_file.startswith("-"), "a missing .env must not stop the unit from starting"
+    steps = [line[1:].strip() for line in UNIT.read_text().splitlines() if line.startswith("#   ")]
+    assert any(".env.example .env" in step for step in steps), "the steps create .env first"
+    named = {
+        word
+        for step in steps
+        for word in shlex.split(step)
+        if word.endswith((".txt", ".service", ".example"))
+    }
+    assert named >= {"requirements.txt", "pre-requirements.txt", ".env.example", "deploy/vqa-chat.service"}
+    for word in named:
+        assert (ROOT / word).is_file(), word
+    # the README shows the same steps
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("### systemd\n")[1].split("```bash\n")[1].split("```")[0]
+    assert block.splitlines() == steps
+
+
+# -- Python version, CPU-only torch, binary files ------------------------------------------------
+
+
+def test_the_python_version_is_pinned_where_hosts_read_it() -> None:
+    """``.python-version`` (Heroku, Render, Railway, pyenv, uv), the Space's front matter and the
+    image's base all say the same Python."""
+    version = (ROOT / ".python-version").read_text().strip()
+    assert version == "3.11"
+    assert str(front_matter()["python_version"]) == version
+    [base] = dockerfile()["FROM"]
+    assert base.startswith(f"python:{version}-")
+
+
+def fake_wheel(index: Path, name: str, version: str) -> None:
+    """A minimal wheel of ``name`` at ``version`` in a file-based simple index."""
+    folder = index / name
+    folder.mkdir(parents=True, exist_ok=True)
+    info = f"{name}-{version}.dist-info"
+    filename = f"{name}-{version}-py3-none-any.whl"
+    (folder / "index.html").write_text(f'<a href="{filename}">{filename}</a>\n')  # what pip reads
+    with zipfile.ZipFile(folder / filename, "w") as wheel:
+        wheel.writestr(f"{name}/__init__.py", "")
+        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(f"{info}/RECORD", "")
+
+
+def test_an_extra_cpu_index_gives_the_cpu_build_at_requirements_pin(tmp_path: Path) -> None:
+    """What ``PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu`` does to a host's plain
+    ``pip install -r requirements.txt`` (Heroku's buildpack passes that variable to pip): the pin
+    ``torch==X`` also matches the CPU index's ``X+cpu``, which pip prefers. Two local indexes
+    stand in for PyPI and PyTorch's CPU index."""
+    required = pins(ROOT / "requirements.txt")
+    pypi, cpu = tmp_path / "pypi", tmp_path / "cpu"
+    for name in ("torch", "torchvision"):
+        fake_wheel(pypi, name, required[name])
+        fake_wheel(cpu, name, required[name] + "+cpu")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PIP_")},
+        "PIP_CONFIG_FILE": os.devnull,  # not this machine's pip.conf
+        "PIP_INDEX_URL": pypi.as_uri(),
+        "PIP_EXTRA_INDEX_URL": cpu.as_uri(),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--no-deps",
+            "--quiet",
+            "--report",
+            "-",
+        ]
+        + [f"{name}=={required[name]}" for name in ("torch", "torchvision")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    chosen = {
+        item["metadata"]["name"]: item["metadata"]["version"] for item in json.loads(result.stdout)["install"]
+    }
+    assert chosen == {"torch": required["torch"] + "+cpu", "torchvision": required["torchvision"] + "+cpu"}
+
+
+def test_every_binary_file_goes_through_lfs() -> None:
+    """The Hub refuses binary files pushed as plain git objects: ``.gitattributes`` routes every
+    binary file of the repository (and the kinds a model adds) through LFS."""
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=60)
+        .stdout.decode()
+        .split("\0")
+    )
+    binary = [
+        path
+        for path in tracked
+        if path and (ROOT / path).is_file() and b"\0" in (ROOT / path).read_bytes()[:8000]
+    ]
+    assert binary, "the repository has binary files (models, pictures)"
+    extra = ["x/model.pth", "x/model.onnx", "x/vocab.pkl", "x/photo.jpeg", "x/photo.webp"]
+    result = subprocess.run(
+        ["git", "check-attr", "filter", "--", *binary, *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    filters = dict(line.rsplit(": filter: ", 1) for line in result.stdout.splitlines())
+    assert {path: f for path, f in filters.items() if f != "lfs"} == {}
 
 
 # -- Hugging Face Spaces ------------------------------------------------------------------------

@@ -134,6 +134,29 @@ async def test_an_example_is_one_click_away(tmp_path: Path, browser: WebDriver) 
     assert answer.startswith("yellow — ")
 
 
+async def test_the_api_docs_page_works_without_the_internet(tmp_path: Path, browser: WebDriver) -> None:
+    """Swagger UI's scripts come from this server: the page lists the API with no other host."""
+    foreign: list[str] = []
+
+    def steps(driver: WebDriver) -> str:
+        driver.get(f"{web.url}/api/docs")
+        WebDriverWait(driver, WAIT_S).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+        for entry in driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)"):
+            if not str(entry).startswith(web.url):
+                foreign.append(str(entry))
+        return " ".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+
+    async with running_web(tmp_path) as web:
+        paths = await in_browser(browser, steps)
+        async with aiohttp.ClientSession() as session:
+            # the static files are the package's own: nothing outside them is served
+            async with session.get(f"{web.url}/api/docs-static/..%2f..%2f..%2fetc%2fpasswd") as escape:
+                escaped = escape.status
+    assert "/api/v1/answer" in paths
+    assert foreign == []
+    assert escaped == 404
+
+
 async def test_a_file_that_is_not_an_image_gets_the_users_message(tmp_path: Path, browser: WebDriver) -> None:
     fake = tmp_path / "holiday.png"
     fake.write_bytes(PDF)

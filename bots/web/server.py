@@ -19,6 +19,7 @@ from pathlib import Path
 import gradio as gr
 import uvicorn
 from fastapi import APIRouter, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from bots.web.api import ANSWER_PATH, FORM_OVERHEAD_BYTES, Probes, api_router
 from bots.web.asker import WebAsker
@@ -30,6 +31,8 @@ from bots.web.proxies import TrustedProxies
 from bots.web.ui import build_ui
 
 log = logging.getLogger(__name__)
+#: where the docs page's scripts and styles are served
+DOCS_STATIC_PATH = "/api/docs-static"
 
 
 class WebServerError(Exception):
@@ -53,12 +56,14 @@ def build_app(
     In front of every route, outermost first: the client's address from the trusted proxies
     (``TrustedProxies``), every body bounded in size and time (``BodyGuard``), and Gradio's event
     requests checked (``GradioGuard``)."""
-    app = FastAPI(
+    # the API's docs page with Swagger UI's files served from here, not a CDN: it works offline
+    app = FastAPIOffline(
         title="vqa-chat",
         summary="Answers questions about images",
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        static_url=DOCS_STATIC_PATH,
     )
     app.include_router(api_router(asker, probes=probes, metrics=metrics, keys=options.keys))
     for router in routers:
