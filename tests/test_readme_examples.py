@@ -108,8 +108,11 @@ def curl_form(command: str) -> tuple[aiohttp.FormData, str]:
 async def test_the_api_example_answers_what_the_readme_shows(tmp_path: Path) -> None:
     [(command, shown)] = [e for e in examples() if e[0].startswith("curl ")]
     form, path = curl_form(command)
-    async with running_web(tmp_path) as web, aiohttp.ClientSession() as http:
-        async with http.post(web.url + path, data=form) as response:
-            status, actual = response.status, await response.text()
+    async with (
+        running_web(tmp_path) as web,
+        aiohttp.ClientSession() as http,
+        http.post(web.url + path, data=form) as response,
+    ):
+        status, actual = response.status, await response.text()
     assert status == 200, actual
     assert matches(shown, actual), f"the README shows:\n{shown}\nthe server answers:\n{actual}"
