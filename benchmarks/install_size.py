@@ -5,10 +5,10 @@ files (``du -sb``).
     python benchmarks/install_size.py [--cpu-index URL | --cpu-wheel FILE ...]
 
 By default the CPU-only torch and torchvision come from PyTorch's CPU index (what
-``pre-requirements.txt``, the Dockerfile and the README's recipes use). Where that index cannot be
-reached, ``--cpu-wheel`` installs CPU wheels at hand instead (torchvision then comes from the
-package index without its dependencies, so that the CUDA build is not pulled back in). Prints a
-table; writes ``benchmarks/results/install_size.json``.
+``pre-requirements.txt``, the Dockerfile and the recipes in ``docs/deploying.md`` use). Where that
+index cannot be reached, ``--cpu-wheel`` installs CPU wheels at hand instead (torchvision then
+comes from the package index without its dependencies, so that the CUDA build is not pulled back
+in). Prints a table; writes ``benchmarks/results/install_size.json``.
 """
 
 from __future__ import annotations

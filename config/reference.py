@@ -1,9 +1,10 @@
-"""The configuration reference, generated from the settings themselves: the README's table and
-``.env.example`` list every field of ``config.Settings`` with its default and description, grouped
-by the part of the service that declares it. A part that adds an option changes both here.
+"""The configuration reference, generated from the settings themselves: the table in
+``docs/configuration.md`` and ``.env.example`` list every field of ``config.Settings`` with its
+default and description, grouped by the part of the service that declares it. A part that adds an
+option changes both here.
 
-python -m config.reference           # print the README table
-python -m config.reference --write   # refresh README.md (between its markers) and .env.example
+python -m config.reference           # print the table
+python -m config.reference --write   # refresh docs/configuration.md (between its markers) and .env.example
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic_core import PydanticUndefined
 
 from config.settings import ROOT, Settings, _Sources
 
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "configuration.md"
 ENV_EXAMPLE = ROOT / ".env.example"
 START = "<!-- settings-table:start (python -m config.reference --write) -->"
 END = "<!-- settings-table:end -->"
@@ -56,7 +57,7 @@ def default_text(info: FieldInfo) -> str:
 
 
 def table() -> str:
-    """The Markdown table for the README."""
+    """The Markdown table for ``docs/configuration.md``."""
     lines = ["| setting | default | meaning |", "|---|---|---|"]
     for title, fields in sections():
         lines.append(f"| **{title.rstrip('.')}** | | |")
@@ -82,24 +83,24 @@ def env_example() -> str:
 
 
 def readme_with_table(text: str) -> str:
-    """``text`` (the README) with the generated table between its markers."""
+    """``text`` (``docs/configuration.md``) with the generated table between its markers."""
     head, start, rest = text.partition(START)
     _, end, tail = rest.partition(END)
     if not start or not end:
-        raise ValueError(f"README.md lacks the markers {START!r} and {END!r}")
+        raise ValueError(f"docs/configuration.md lacks the markers {START!r} and {END!r}")
     return f"{head}{START}\n{table()}\n{END}{tail}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m config.reference", description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="refresh README.md and .env.example")
+    parser.add_argument("--write", action="store_true", help="refresh docs/configuration.md and .env.example")
     args = parser.parse_args(argv)
     if not args.write:
         print(table())
         return 0
-    README.write_text(readme_with_table(README.read_text(encoding="utf-8")), encoding="utf-8")
+    PAGE.write_text(readme_with_table(PAGE.read_text(encoding="utf-8")), encoding="utf-8")
     ENV_EXAMPLE.write_text(env_example(), encoding="utf-8")
-    print(f"wrote {README.name} and {ENV_EXAMPLE.name}", file=sys.stderr)
+    print(f"wrote {PAGE.relative_to(ROOT)} and {ENV_EXAMPLE.name}", file=sys.stderr)
     return 0
 
 

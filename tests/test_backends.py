@@ -352,7 +352,7 @@ class MyVQA(nn.Module):
 
 
 def test_any_architecture_runs_from_an_onnx_package(tmp_path: Path) -> None:
-    """The README's guide: torch.onnx.export, then config.json, vocab.json and answers.txt."""
+    """The guide in docs/models.md: torch.onnx.export, then config.json, vocab.json and answers.txt."""
     tokens = ["<pad>", "<unk>", "what", "color", "is", "the", "shape"]
     answers = ["red", "green", "blue"]
     torch.manual_seed(0)

@@ -257,9 +257,9 @@ def test_the_systemd_unit_starts_without_a_env_file_and_its_steps_name_real_file
     assert named >= {"requirements.txt", "pre-requirements.txt", ".env.example", "deploy/vqa-chat.service"}
     for word in named:
         assert (ROOT / word).is_file(), word
-    # the README shows the same steps
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme.split("### systemd\n")[1].split("```bash\n")[1].split("```")[0]
+    # the deployment guide shows the same steps
+    guide = (ROOT / "docs" / "deploying.md").read_text(encoding="utf-8")
+    block = guide.split("\n## systemd\n")[1].split("```bash\n")[1].split("```")[0]
     assert block.splitlines() == steps
 
 
@@ -410,11 +410,12 @@ async def test_the_spaces_entry_serves_the_page_on_its_port(tmp_path: Path) -> N
 
 
 def test_the_readme_table_and_env_example_list_every_setting() -> None:
-    """Refresh both with ``python -m config.reference --write`` after adding a setting."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert readme.split(START)[1].split(END)[0].strip() == table()
+    """The table in ``docs/configuration.md`` and ``.env.example``: refresh both with
+    ``python -m config.reference --write`` after adding a setting."""
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert page.split(START)[1].split(END)[0].strip() == table()
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
     assert example == env_example()
     for name in Settings.model_fields:
-        assert f"| `{name.upper()}` |" in readme
+        assert f"| `{name.upper()}` |" in page
         assert f"# {name.upper()}=" in example

@@ -1,10 +1,10 @@
-"""The README's example outputs are what the program prints: every ``console`` block's ``$``
-command is run here (``python main.py ...`` as a child process from the repository's root; a
-``curl`` to the API as the same request to the real web front end) and its output compared with
-the lines the README shows under it. Numbers are compared to three significant digits (the
-familiarity of a picture is computed in floating point, which differs a little between CPUs);
-everything else exactly. When the program's output changes on purpose, paste the new output
-from the failure into the README.
+"""The documentation's example outputs are what the program prints: every ``console`` block's
+``$`` command in ``README.md`` and ``docs/*.md`` is run here (``python main.py ...`` as a child
+process from the repository's root; a ``curl`` to the API as the same request to the real web
+front end) and its output compared with the lines shown under it. Numbers are compared to three
+significant digits (the familiarity of a picture is computed in floating point, which differs a
+little between CPUs); everything else exactly. When the program's output changes on purpose,
+paste the new output from the failure into the page that shows it.
 """
 
 from __future__ import annotations
@@ -24,14 +24,15 @@ import pytest
 from tests.conftest import ROOT
 from tests.web_fixture import child_env, running_web
 
-README = ROOT / "README.md"
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^( *)```console\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
 
 
 def examples() -> list[tuple[str, str]]:
-    """(command, output shown) for every ``$`` line of every console block."""
+    """(command, output shown) for every ``$`` line of every console block of every page."""
     found = []
-    for indent, body in BLOCK.findall(README.read_text(encoding="utf-8")):
+    blocks = [block for page in PAGES for block in BLOCK.findall(page.read_text(encoding="utf-8"))]
+    for indent, body in blocks:
         lines = [line[len(indent) :] for line in body.splitlines()]
         for i, line in enumerate(lines):
             if line.startswith("$ "):
@@ -84,7 +85,7 @@ def test_a_command_line_example_prints_what_the_readme_shows(
     )
     assert result.returncode == 0, result.stderr
     actual = result.stdout.rstrip("\n")
-    assert matches(shown, actual), f"the README shows:\n{shown}\nthe program prints:\n{actual}"
+    assert matches(shown, actual), f"the documentation shows:\n{shown}\nthe program prints:\n{actual}"
 
 
 def curl_form(command: str) -> tuple[aiohttp.FormData, str]:
@@ -115,4 +116,4 @@ async def test_the_api_example_answers_what_the_readme_shows(tmp_path: Path) -> 
     ):
         status, actual = response.status, await response.text()
     assert status == 200, actual
-    assert matches(shown, actual), f"the README shows:\n{shown}\nthe server answers:\n{actual}"
+    assert matches(shown, actual), f"the documentation shows:\n{shown}\nthe server answers:\n{actual}"

@@ -140,18 +140,19 @@ async def test_the_api_docs_page_works_without_the_internet(tmp_path: Path, brow
 
     def steps(driver: WebDriver) -> str:
         driver.get(f"{web.url}/api/docs")
-        WebDriverWait(driver, WAIT_S).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
-        for entry in driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)"):
-            if not str(entry).startswith(web.url):
-                foreign.append(str(entry))
+        WebDriverWait(driver, WAIT_S).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+        )
+        loaded = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        foreign.extend(str(entry) for entry in loaded if not str(entry).startswith(web.url))
         return " ".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
 
+    # the static files are the package's own: nothing outside them is served
+    escape_path = "/api/docs-static/..%2f..%2f..%2fetc%2fpasswd"
     async with running_web(tmp_path) as web:
         paths = await in_browser(browser, steps)
-        async with aiohttp.ClientSession() as session:
-            # the static files are the package's own: nothing outside them is served
-            async with session.get(f"{web.url}/api/docs-static/..%2f..%2f..%2fetc%2fpasswd") as escape:
-                escaped = escape.status
+        async with aiohttp.ClientSession() as session, session.get(web.url + escape_path) as escape:
+            escaped = escape.status
     assert "/api/v1/answer" in paths
     assert foreign == []
     assert escaped == 404
@@ -318,5 +319,5 @@ def test_screenshots_in_the_readme_exist() -> None:
     """The README shows the pictures these tests make."""
     readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
     for name in ("web-app.png", "telegram-answer.png"):
-        assert f"docs/screenshots/{name}" in readme
+        assert f"](docs/screenshots/{name})" in readme  # shown as a picture on the README itself
         assert (EXAMPLES.parent / "docs" / "screenshots" / name).is_file()

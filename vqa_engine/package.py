@@ -309,7 +309,7 @@ def _check_state_dict(
         "(the fields of vqa_engine.model_config.ModelConfig: image_encoder, question_encoder, fusion, "
         "cnn_channels, embed_dim, question_dim, film_blocks, ...)"
     )
-    onnx = "or export the model to ONNX (README: any architecture)"
+    onnx = "or export the model to ONNX (docs/models.md: any architecture)"
     if assumed:
         c = model.config
         default = (

@@ -113,7 +113,7 @@ def _read_config(folder: Path, where: str) -> OnnxConfig:
     if not path.is_file():
         raise ModelPackageError(
             f'{where}: model.onnx needs a config.json beside it ("model_type": "onnx-vqa", image_size, '
-            "image_mean, image_std ...; README: any architecture)"
+            "image_mean, image_std ...; docs/models.md: any architecture)"
         )
     try:
         return OnnxConfig.from_json_dict(json.loads(path.read_text(encoding="utf-8")))

@@ -68,7 +68,7 @@ def load_transformers_backend(
         raise ModelPackageError(
             f"{where}: transformers cannot read its config.json ({first_line(exc)}); vqa-chat never runs "
             "code from a model repo, so a custom architecture has to be exported to ONNX "
-            "(README: any architecture)"
+            "(docs/models.md: any architecture)"
         ) from exc
     supported = ", ".join(sorted(MODEL_FOR_VISUAL_QUESTION_ANSWERING_MAPPING_NAMES))
     if config.model_type not in MODEL_FOR_VISUAL_QUESTION_ANSWERING_MAPPING_NAMES:
