@@ -13,6 +13,8 @@ REDACTED = "[REDACTED]"
 QUIET_LOGGERS = (
     "httpx",
     "httpcore",
+    "httpx2",  # huggingface_hub's HTTP client: one line per Hub request
+    "httpcore2",
     "telegram.ext.Updater",
     "discord.gateway",
     "discord.client",

@@ -204,3 +204,15 @@ def test_a_picture_unlike_the_training_pictures_is_answered_honestly() -> None:
         "background), so I can't answer that reliably. My best guess: "
     )
     assert "confident" not in text
+
+
+def test_help_says_what_each_form_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """``main.py --help``: every command in a line, and what running it without one starts."""
+    with pytest.raises(SystemExit) as exited:
+        main.main(["--help"])
+    shown = capsys.readouterr().out
+    assert exited.value.code == 0
+    for command in ("ask", "web", "webhook", "deploy"):
+        assert f"\n    {command} " in shown
+    assert "without a command: the service" in shown
+    assert "TELEGRAM_TOKEN" in shown and "PORT" in shown
