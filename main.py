@@ -25,7 +25,7 @@ from bots.web.options import DEFAULT_PORT as DEFAULT_WEB_PORT
 from bots.web.options import WebOptions
 from config import AskSettings, Settings, SettingsError, check_writable, env_files_read, load_settings
 from config.log import setup_logging
-from vqa_engine.checks_options import CheckOptions  # torch-free
+from vqa_engine.checks.options import CheckOptions  # torch-free
 from vqa_engine.options import ModelOptions  # torch-free
 
 if TYPE_CHECKING:
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from bots.web.server import WebServer
     from bots.web.telegram_webhook import WebhookInbox
     from vqa_engine.backends.base import Backend
-    from vqa_engine.engine import VQAEngine
-    from vqa_engine.prediction_cache import SharedPredictions
+    from vqa_engine.serving.engine import VQAEngine
+    from vqa_engine.serving.prediction_cache import SharedPredictions
 
 #: what ``main.py --help`` says of the form that starts the service
 WITHOUT_A_COMMAND = """without a command: the service. Every chat bot whose token is set (TELEGRAM_TOKEN,
@@ -92,7 +92,7 @@ def model_loader(settings: AskSettings | Settings) -> Callable[[], Backend]:
     """Loads the configured model or ensemble (from folders or the Hub) when called."""
     from functools import partial
 
-    from vqa_engine.loader import load_backend
+    from vqa_engine.loading.loader import load_backend
 
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
     return partial(load_backend, settings.section(ModelOptions), token=token)
@@ -102,8 +102,8 @@ def ask(settings: AskSettings, image_path: str, question: str, *, as_json: bool,
     """``main.py ask``: load the configured model, answer once, print."""
     from bots.replies import format_cli
     from vqa_engine import ModelPackageError, VQAInputError
-    from vqa_engine.model_facts import facts_of
     from vqa_engine.preprocess import ImageLimits, clean_question
+    from vqa_engine.serving.model_facts import facts_of
 
     try:
         question = clean_question(question)
@@ -229,9 +229,9 @@ async def serve(settings: Settings, *, chat: bool = True, http: HttpAddress | No
     """
     from bots.prediction_log import PredictionLog
     from vqa_engine import ModelPackageError
-    from vqa_engine.engine import VQAEngine
     from vqa_engine.options import EngineOptions
     from vqa_engine.preprocess import ImageLimits
+    from vqa_engine.serving.engine import VQAEngine
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

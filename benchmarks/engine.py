@@ -39,11 +39,11 @@ import easy_vqa  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from vqa_engine.checks_options import CheckOptions  # noqa: E402
-from vqa_engine.engine import EngineOptions, VQAEngine  # noqa: E402
-from vqa_engine.package import ModelPackage, load_package  # noqa: E402
-from vqa_engine.predictor import Predictor  # noqa: E402
+from vqa_engine.checks.options import CheckOptions  # noqa: E402
+from vqa_engine.modular.package import ModelPackage, load_package  # noqa: E402
+from vqa_engine.modular.predictor import Predictor  # noqa: E402
 from vqa_engine.preprocess import decode_image, image_to_tensor, load_image_tensor  # noqa: E402
+from vqa_engine.serving.engine import EngineOptions, VQAEngine  # noqa: E402
 
 MODEL = ROOT / "models" / "easy-vqa-film"
 Ask = Callable[[bytes, str], Awaitable[object]]

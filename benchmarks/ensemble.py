@@ -3,7 +3,7 @@
     python benchmarks/ensemble.py --second runs/easy-vqa-seed1 [--seconds 3] [--repeats 3]
 
 The first member is the bundled model (seed 0); the second is the same architecture trained with
-another seed (``python -m vqa_engine.train --seed 1 --out DIR``; trained here when ``--second``
+another seed (``python -m vqa_engine.tools.train --seed 1 --out DIR``; trained here when ``--second``
 is not given). On every one of the 9,673 easy-VQA test questions: accuracy, expected calibration
 error and NLL of the top answer's confidence, for each member and for the ensemble (equal
 weights). Then throughput through the engine (64 closed-loop clients, the cache off), the three
@@ -31,10 +31,10 @@ import easy_vqa  # noqa: E402
 import torch  # noqa: E402
 
 from vqa_engine.backends.base import Backend  # noqa: E402
-from vqa_engine.engine import EngineOptions, VQAEngine  # noqa: E402
-from vqa_engine.evaluate import expected_calibration_error  # noqa: E402
-from vqa_engine.loader import load_backend  # noqa: E402
+from vqa_engine.loading.loader import load_backend  # noqa: E402
 from vqa_engine.options import ModelOptions  # noqa: E402
+from vqa_engine.serving.engine import EngineOptions, VQAEngine  # noqa: E402
+from vqa_engine.tools.evaluate import expected_calibration_error  # noqa: E402
 
 MODEL = ROOT / "models" / "easy-vqa-film"
 
@@ -111,7 +111,7 @@ def main() -> None:
             command = [
                 sys.executable,
                 "-m",
-                "vqa_engine.train",
+                "vqa_engine.tools.train",
                 "--seed",
                 "1",
                 "--quiet",

@@ -39,8 +39,8 @@ from bots.user_queue import UserQueue  # noqa: E402
 from tests.fake_discord import CREATE_MESSAGE, FakeDiscord  # noqa: E402
 from tests.fake_telegram import FakeTelegram  # noqa: E402
 from tests.loopback import DOWNLOAD  # noqa: E402
-from vqa_engine.engine import VQAEngine  # noqa: E402
-from vqa_engine.package import load_package  # noqa: E402
+from vqa_engine.modular.package import load_package  # noqa: E402
+from vqa_engine.serving.engine import VQAEngine  # noqa: E402
 
 MODEL = ROOT / "models" / "easy-vqa-film"
 QUESTION = "what color is the shape?"

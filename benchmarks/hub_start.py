@@ -2,7 +2,7 @@
 
 Serves a copy of ``models/easy-vqa-film`` from the loopback Hub used by the tests (the real
 huggingface_hub client, no internet), fills a Hub cache once, then times, interleaved, fresh
-processes that run ``vqa_engine.hub.load_model`` and exit:
+processes that run ``vqa_engine.loading.hub.load_model`` and exit:
 
 - the bundled folder (``MODEL_REPO_ID`` = a local path: no Hub code runs at all);
 - the Hub repo with a warm cache and ``HF_HUB_OFFLINE=1`` (zero requests);
@@ -36,7 +36,7 @@ REPO = "org/easy-vqa-film"
 # the child: load_model as main.py does, timing its Hub part (resolve_model) on the way
 LOAD = """
 import json, sys, time
-from vqa_engine import hub
+from vqa_engine.loading import hub
 resolve, spent = hub.resolve_model, {}
 def timed_resolve(*args, **kwargs):
     start = time.perf_counter()
@@ -74,7 +74,8 @@ def main() -> None:
         home, warm = str(work / "home"), str(work / "warm")
         online = {**base, "HF_ENDPOINT": hub.url, "HF_HOME": home, "HF_HUB_CACHE": warm}
         offline = {**online, "HF_HUB_OFFLINE": "1"}
-        timed([sys.executable, "-m", "vqa_engine.hub", "download", REPO], online)  # fill the warm cache
+        # fill the warm cache
+        timed([sys.executable, "-m", "vqa_engine.loading.hub", "download", REPO], online)
 
         def cold() -> dict[str, str]:
             cache = work / "cold"

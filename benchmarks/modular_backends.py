@@ -2,7 +2,7 @@
 
     python benchmarks/modular_backends.py [--seconds 2] [--repeats 3] [--threads 1 2]
 
-The ONNX package is exported in the run (``vqa_engine.export``). For each backend: questions per
+The ONNX package is exported in the run (``vqa_engine.tools.export``). For each backend: questions per
 second of the forward pass (``Backend.scores`` on prepared inputs) at batch 1 and 32, the three
 interleaved ``--repeats`` times (medians), with 1 and with 2 intra-op threads (one thread is the
 steadier figure on a shared machine: two threads wait for each other whenever another process
@@ -31,11 +31,11 @@ import easy_vqa  # noqa: E402
 import torch  # noqa: E402
 
 from vqa_engine.backends.base import Backend, DenseScores  # noqa: E402
+from vqa_engine.backends.folder import open_folder  # noqa: E402
 from vqa_engine.backends.modular import ModularBackend  # noqa: E402
 from vqa_engine.backends.quantize import quantize_linear_int8  # noqa: E402
-from vqa_engine.export import export_onnx  # noqa: E402
-from vqa_engine.loader import open_folder  # noqa: E402
-from vqa_engine.package import load_package  # noqa: E402
+from vqa_engine.modular.package import load_package  # noqa: E402
+from vqa_engine.tools.export import export_onnx  # noqa: E402
 
 MODEL = ROOT / "models" / "easy-vqa-film"
 

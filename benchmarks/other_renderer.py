@@ -26,8 +26,8 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vqa_engine.package import load_package  # noqa: E402
-from vqa_engine.predictor import Predictor  # noqa: E402
+from vqa_engine.modular.package import load_package  # noqa: E402
+from vqa_engine.modular.predictor import Predictor  # noqa: E402
 from vqa_engine.preprocess import load_image_tensor  # noqa: E402
 
 COLOURS = {

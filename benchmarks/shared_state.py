@@ -54,8 +54,8 @@ from bots.prediction_log import PredictionLog  # noqa: E402
 from config import Settings, load_settings  # noqa: E402
 from tests.fake_telegram import FakeTelegram  # noqa: E402
 from tests.redis_server import RedisServer, free_port  # noqa: E402
-from vqa_engine.engine import EngineOptions, VQAEngine  # noqa: E402
-from vqa_engine.package import load_package  # noqa: E402
+from vqa_engine.modular.package import load_package  # noqa: E402
+from vqa_engine.serving.engine import EngineOptions, VQAEngine  # noqa: E402
 
 MODEL = ROOT / "models" / "easy-vqa-film"
 PATH = "/telegram/updates"

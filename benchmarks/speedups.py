@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from vqa_engine.easyvqa import load_split  # noqa: E402
-from vqa_engine.package import ModelPackage, load_package  # noqa: E402
-from vqa_engine.predictor import Predictor  # noqa: E402
+from vqa_engine.modular.package import ModelPackage, load_package  # noqa: E402
+from vqa_engine.modular.predictor import Predictor  # noqa: E402
+from vqa_engine.tools.easyvqa import load_split  # noqa: E402
 
 MODEL = ROOT / "models" / "easy-vqa-film"
 

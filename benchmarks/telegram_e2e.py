@@ -44,8 +44,8 @@ from bots.telegram_bot import TelegramAdapter  # noqa: E402
 from bots.user_queue import UserQueue  # noqa: E402
 from tests.fake_telegram import FakeTelegram  # noqa: E402
 from vqa_engine import Prediction  # noqa: E402
-from vqa_engine.engine import EngineOptions, EngineStats, VQAEngine  # noqa: E402
-from vqa_engine.package import load_package  # noqa: E402
+from vqa_engine.modular.package import load_package  # noqa: E402
+from vqa_engine.serving.engine import EngineOptions, EngineStats, VQAEngine  # noqa: E402
 
 MODEL = ROOT / "models" / "easy-vqa-film"
 

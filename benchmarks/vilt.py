@@ -5,7 +5,7 @@
 The model has the shapes and processor settings of ``dandelin/vilt-b32-finetuned-vqa`` (ViLT-B/32,
 3,129 answers, 117.6 M parameters, images resized to a 384-pixel shorter side) with random weights:
 they compute at the same speed as trained ones, and nothing is downloaded. It is written once
-with ``save_pretrained`` and loaded by ``vqa_engine.loader.load_backend`` as a user's model is.
+with ``save_pretrained`` and loaded by ``vqa_engine.loading.loader.load_backend`` as a user's model is.
 
 Both variants are loaded in this process and measured in turn, ``--rounds`` times:
 
@@ -162,9 +162,9 @@ async def measure(folder: Path, seconds: float, clients: int, rounds: int) -> di
     """Both variants in this process, measured in turn ``rounds`` times."""
     import torch
 
-    from vqa_engine.engine import EngineOptions, VQAEngine
-    from vqa_engine.loader import load_backend
+    from vqa_engine.loading.loader import load_backend
     from vqa_engine.options import ModelOptions
+    from vqa_engine.serving.engine import EngineOptions, VQAEngine
 
     images = photos(64)
     jobs = [(images[i], QUESTIONS[i % len(QUESTIONS)]) for i in range(len(images))]
@@ -242,7 +242,7 @@ def memory_child(folder: Path, quantize: str) -> dict[str, float]:
     """RSS once loaded and warmed up, and the peak while answering one batch of 16."""
     import psutil
 
-    from vqa_engine.loader import load_backend
+    from vqa_engine.loading.loader import load_backend
     from vqa_engine.options import ModelOptions
 
     options = ModelOptions.model_validate(

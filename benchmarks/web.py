@@ -171,8 +171,8 @@ async def server(tmp: Path) -> AsyncIterator[tuple[str, Any]]:
     import main
     from bots.prediction_log import PredictionLog
     from config import Settings, load_settings
-    from vqa_engine.engine import VQAEngine
     from vqa_engine.options import EngineOptions
+    from vqa_engine.serving.engine import VQAEngine
 
     settings = load_settings(
         Settings,

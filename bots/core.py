@@ -43,10 +43,10 @@ from vqa_engine import (
     VQAInputError,
 )
 from vqa_engine.formats import is_readable_mime
-from vqa_engine.model_facts import ModelFacts
+from vqa_engine.serving.model_facts import ModelFacts
 
 if TYPE_CHECKING:
-    from vqa_engine.engine import EngineStats
+    from vqa_engine.serving.engine import EngineStats
 
 log = logging.getLogger(__name__)
 

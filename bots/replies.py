@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from vqa_engine import Prediction
 from vqa_engine.formats import SUPPORTED_TEXT, describe_mime
-from vqa_engine.model_facts import ModelFacts, QuestionKind
+from vqa_engine.serving.model_facts import ModelFacts, QuestionKind
 
 if TYPE_CHECKING:
-    from vqa_engine.engine import EngineStats
+    from vqa_engine.serving.engine import EngineStats
 
 #: below this confidence the answer is worded as a guess
 UNSURE_BELOW = 0.5

@@ -24,7 +24,7 @@ from pydantic_settings import (
 from bots.options import ChatOptions, DiscordOptions, TelegramOptions
 from bots.state.options import SharedStateOptions
 from bots.web.options import WebOptions
-from vqa_engine.checks_options import CheckOptions
+from vqa_engine.checks.options import CheckOptions
 from vqa_engine.options import EngineOptions, ModelOptions
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -40,7 +40,7 @@ from packaging.utils import canonicalize_name
 from config.log import RedactSecrets
 from config.settings import ENV_FILES, ROOT
 from vqa_engine.errors import ModelPackageError
-from vqa_engine.model_spec import parse_model_spec
+from vqa_engine.loading.model_spec import parse_model_spec
 from vqa_engine.options import ModelOptions
 
 EXIT_USAGE = 2  # unusable input: nothing was asked of the Hub
@@ -232,7 +232,7 @@ def plan_model(options: ModelOptions, root: Path = ROOT) -> ModelPlan:
         raise DeployError(
             f"MODEL_REPO_ID={options.model_repo_id!r} is an ensemble with local folders in it: a Space "
             "is deployed with one model folder; publish the members to the Hub "
-            "(python -m vqa_engine.hub push) and list their repo ids",
+            "(python -m vqa_engine.loading.hub push) and list their repo ids",
             EXIT_USAGE,
         )
     folder = Path(local[0].repo_id).expanduser().resolve()
@@ -242,7 +242,7 @@ def plan_model(options: ModelOptions, root: Path = ROOT) -> ModelPlan:
 
 def check_loads(folder: Path, options: ModelOptions) -> None:
     """Load the package as the Space will (on the CPU here), so a broken one is never uploaded."""
-    from vqa_engine.loader import open_folder  # imports torch: only once the cheap checks passed
+    from vqa_engine.backends.folder import open_folder  # imports torch: only once the cheap checks passed
 
     try:
         open_folder(folder, options=options.model_copy(update={"device": "cpu"}))
@@ -260,8 +260,8 @@ def project_path(folder: Path, root: Path) -> str:
         raise DeployError(
             f"the model package at {folder} is outside the project ({root}): a Space gets the project's "
             "files, at the same paths. Move the package into the project (e.g. models/NAME) and point "
-            "MODEL_REPO_ID at it, or publish it (python -m vqa_engine.hub push) and set MODEL_REPO_ID "
-            "to its repo id",
+            "MODEL_REPO_ID at it, or publish it (python -m vqa_engine.loading.hub push) and set "
+            "MODEL_REPO_ID to its repo id",
             EXIT_USAGE,
         ) from None
 

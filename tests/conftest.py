@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from vqa_engine.model import ModularVQA
-from vqa_engine.model_config import ModelConfig
-from vqa_engine.package import save_package
-from vqa_engine.vocab import Vocabulary
+from vqa_engine.modular.model import ModularVQA
+from vqa_engine.modular.model_config import ModelConfig
+from vqa_engine.modular.package import save_package
+from vqa_engine.modular.vocab import Vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL = ROOT / "models" / "easy-vqa-film"

@@ -22,11 +22,12 @@ from tests.tiny_models import VILT_ANSWERS, VILT_TEXT_LENGTH, save_tiny_blip, sa
 from vqa_engine import EngineOptions, ModelNotFoundError, ModelPackageError, VQAEngine
 from vqa_engine.backends.base import Backend
 from vqa_engine.backends.ensemble import Ensemble
+from vqa_engine.backends.folder import open_folder
 from vqa_engine.backends.quantize import count_int8_linear
-from vqa_engine.loader import load_backend, open_folder
-from vqa_engine.onnx_config import OnnxConfig
+from vqa_engine.loading.loader import load_backend
+from vqa_engine.modular.onnx_config import OnnxConfig
+from vqa_engine.modular.package import load_package, save_package
 from vqa_engine.options import ModelOptions
-from vqa_engine.package import load_package, save_package
 from vqa_engine.preprocess import decode_image
 
 IMAGES = [
@@ -173,7 +174,7 @@ async def test_the_engine_batches_a_transformers_model_and_reports_it(
     vilt: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
     jobs = [(IMAGES[i % 4], QUESTIONS[i % 4] + " " * (i // 4)) for i in range(16)]
-    with caplog.at_level(logging.INFO, logger="vqa_engine.engine"):
+    with caplog.at_level(logging.INFO, logger="vqa_engine.serving.engine"):
         async with VQAEngine(lambda: vilt, options=EngineOptions(cache_size=0)) as engine:
             answers = await asyncio.gather(*(engine.answer(image, q, top_k=5) for image, q in jobs))
             stats = engine.stats()
@@ -196,7 +197,7 @@ async def test_int8_is_announced_at_start_up_and_in_the_stats(
     tiny: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     options = ModelOptions(model_repo_id=str(tiny["vilt"]), quantize="int8")
-    with caplog.at_level(logging.INFO, logger="vqa_engine.engine"):
+    with caplog.at_level(logging.INFO, logger="vqa_engine.serving.engine"):
         async with VQAEngine(lambda: load_backend(options)) as engine:
             await engine.answer(IMAGES[0], QUESTIONS[0])
             stats = engine.stats()
@@ -282,7 +283,7 @@ def test_ensemble_needs_a_weight_per_member(vilt: Backend) -> None:
 
 @pytest.fixture(scope="module")
 def onnx_bundled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vqa_engine.export import main as export_main
+    from vqa_engine.tools.export import main as export_main
 
     out = tmp_path_factory.mktemp("onnx") / "bundled"
     assert export_main([str(BUNDLED_MODEL), "--onnx", str(out)]) == 0
@@ -322,7 +323,7 @@ def test_the_onnx_export_gives_torchs_answers(onnx_bundled: Path, capsys: pytest
     "overrides", [{"question_encoder": "bow", "fusion": "product"}, {"question_encoder": "lstm"}]
 )
 def test_other_architectures_export_too(tmp_path: Path, overrides: dict[str, str]) -> None:
-    from vqa_engine.export import export_onnx
+    from vqa_engine.tools.export import export_onnx
 
     model, vocab, answers = build_model(**overrides)  # type: ignore[arg-type]
     package = load_package(save_package(tmp_path / "pkg", model, vocab, answers))

@@ -21,7 +21,7 @@ from tests.tiny_models import VILT_ANSWERS, save_tiny_vilt
 LOAD = """
 import json, sys
 from pathlib import Path
-from vqa_engine.loader import load_backend
+from vqa_engine.loading.loader import load_backend
 from vqa_engine.options import ModelOptions
 image = Path(sys.argv[2]).read_bytes()
 for case in json.loads(sys.argv[1]):

@@ -15,13 +15,13 @@ from pydantic import ValidationError
 
 import main
 from tests.conftest import BUNDLED_MODEL, ROOT, build_model, png_bytes, run_main
-from vqa_engine.checks import AnswerChecks
-from vqa_engine.checks_options import CheckOptions
+from vqa_engine.checks.answer_checks import AnswerChecks
+from vqa_engine.checks.familiarity import FamiliarityModel, describe_images, descriptor_size, fit_familiarity
+from vqa_engine.checks.options import CheckOptions
 from vqa_engine.errors import ModelPackageError
-from vqa_engine.familiarity import FamiliarityModel, describe_images, descriptor_size, fit_familiarity
-from vqa_engine.package import load_package, save_package
+from vqa_engine.modular.package import load_package, save_package
+from vqa_engine.modular.predictor import Predictor
 from vqa_engine.prediction import Candidate, Prediction
-from vqa_engine.predictor import Predictor
 
 EXAMPLES = ROOT / "examples"
 PHOTOS = ROOT / "benchmarks" / "ood" / "photos"

@@ -14,15 +14,15 @@ import pytest
 import torch
 
 from tests.conftest import BUNDLED_MODEL, ROOT
-from vqa_engine.calibrate import image_descriptors
-from vqa_engine.checks import AnswerChecks
-from vqa_engine.checks_options import CheckOptions
-from vqa_engine.easyvqa import load_split
-from vqa_engine.familiarity import FamiliarityModel
-from vqa_engine.model_facts import describe, front_matter
-from vqa_engine.ood_set import GENERATORS, QUESTION_KINDS, build, read_question_set
-from vqa_engine.package import load_package
+from vqa_engine.checks.answer_checks import AnswerChecks
+from vqa_engine.checks.familiarity import FamiliarityModel
+from vqa_engine.checks.options import CheckOptions
+from vqa_engine.modular.package import load_package
 from vqa_engine.preprocess import load_image_tensor
+from vqa_engine.serving.model_facts import describe, front_matter
+from vqa_engine.tools.calibrate import image_descriptors
+from vqa_engine.tools.easyvqa import load_split
+from vqa_engine.tools.ood_set import GENERATORS, QUESTION_KINDS, build, read_question_set
 
 PHOTOS = ROOT / "benchmarks" / "ood" / "photos"
 
@@ -45,7 +45,7 @@ def test_calibrate_reproduces_the_bundled_statistics(tmp_path: Path, ood_folder:
     shutil.copytree(BUNDLED_MODEL, package)
     for name in ("familiarity.safetensors", "question_forms.json"):
         (package / name).unlink()
-    result = run_module("vqa_engine.calibrate", str(package), "--quiet")
+    result = run_module("vqa_engine.tools.calibrate", str(package), "--quiet")
     assert result.returncode == 0, result.stderr
     assert "fitted on 8,000 training pictures, calibrated on 2,000 held out" in result.stdout
     assert "24 question forms" in result.stdout
@@ -78,7 +78,7 @@ def test_calibrate_reproduces_the_bundled_statistics(tmp_path: Path, ood_folder:
 
 
 def test_calibrate_a_missing_package_fails_cleanly(tmp_path: Path) -> None:
-    result = run_module("vqa_engine.calibrate", str(tmp_path / "nope"), "--quiet")
+    result = run_module("vqa_engine.tools.calibrate", str(tmp_path / "nope"), "--quiet")
     assert result.returncode == 1
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
 
@@ -106,7 +106,7 @@ def test_the_ood_set_is_seeded(ood_folder: Path, tmp_path: Path) -> None:
 def test_evaluate_with_an_ood_folder(ood_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
     args = [
-        *("vqa_engine.evaluate", str(BUNDLED_MODEL), "--ood", str(ood_folder), "--limit", "200"),
+        *("vqa_engine.tools.evaluate", str(BUNDLED_MODEL), "--ood", str(ood_folder), "--limit", "200"),
         *("--near-pictures", "120", "--quiet"),
     ]
     result = run_module(*args, "--output", str(out))
@@ -127,7 +127,9 @@ def test_evaluate_with_an_ood_folder(ood_folder: Path, tmp_path: Path) -> None:
 
 
 def test_evaluate_writes_nothing_unless_asked(tmp_path: Path) -> None:
-    result = run_module("vqa_engine.evaluate", str(BUNDLED_MODEL), "--limit", "50", "--quiet", cwd=tmp_path)
+    result = run_module(
+        "vqa_engine.tools.evaluate", str(BUNDLED_MODEL), "--limit", "50", "--quiet", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert list(tmp_path.iterdir()) == []
     assert "wrote" not in result.stdout
@@ -181,7 +183,7 @@ def test_front_matter_reads_plain_keys() -> None:
 def test_what_the_chat_side_imports_stays_torch_free() -> None:
     code = (
         "import sys; from vqa_engine import CheckOptions, Prediction; "
-        "from vqa_engine.model_facts import describe; "
+        "from vqa_engine.serving.model_facts import describe; "
         f"facts = describe({str(BUNDLED_MODEL)!r}); "
         "print(facts.trained_on, CheckOptions().max_answer_risk, 'torch' in sys.modules)"
     )

@@ -11,7 +11,7 @@ from PIL import Image
 
 import main
 from tests.conftest import BUNDLED_MODEL, ROOT, run_main
-from vqa_engine.easyvqa import image_path
+from vqa_engine.tools.easyvqa import image_path
 
 EXAMPLES = ROOT / "examples"
 

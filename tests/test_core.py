@@ -23,8 +23,8 @@ from bots.user_queue import QueueFullError, UserQueue
 from tests.conftest import BUNDLED_MODEL, ROOT
 from tests.test_engine import GatedModel, in_forward, loader_with, until
 from vqa_engine import Candidate, Prediction, VQAEngine
-from vqa_engine.model_facts import describe
-from vqa_engine.package import load_package
+from vqa_engine.modular.package import load_package
+from vqa_engine.serving.model_facts import describe
 
 EXAMPLES = ROOT / "examples"
 PDF = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"

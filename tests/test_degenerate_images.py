@@ -20,7 +20,7 @@ from tests.test_telegram import COLOR_Q, USER
 from tests.test_telegram import running_bot as telegram_bot
 from tests.web_fixture import gradio_result, gradio_upload, running_web
 from vqa_engine.errors import ImageShapeError
-from vqa_engine.package import load_package
+from vqa_engine.modular.package import load_package
 from vqa_engine.preprocess import check_image_shape, image_to_pixels, load_image_pixels
 
 THIN = "this picture is 4000×1 pixels: too thin to see a shape; please send one closer to square"

@@ -27,7 +27,7 @@ from tests.conftest import BUNDLED_MODEL, ROOT
 from tests.fake_discord import RESUMED, FakeDiscord
 from tests.test_engine import GatedModel, in_forward, loader_with
 from vqa_engine import VQAEngine
-from vqa_engine.package import ModelPackage, load_package
+from vqa_engine.modular.package import ModelPackage, load_package
 
 GUILD, CHANNEL = 500, 501
 ALICE, BOB, ADMIN = 7001, 7002, 7003

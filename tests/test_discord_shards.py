@@ -21,7 +21,7 @@ from tests.conftest import BUNDLED_MODEL, ROOT
 from tests.fake_discord import IDENTIFY, FakeDiscord
 from tests.web_fixture import child_env, start_child
 from vqa_engine import VQAEngine
-from vqa_engine.package import load_package
+from vqa_engine.modular.package import load_package
 
 ALICE, ADMIN = 7001, 7003
 #: a shard's heartbeat latency as /health shows it

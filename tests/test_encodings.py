@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from tests.conftest import BUNDLED_MODEL
 from vqa_engine import VQAEngine
-from vqa_engine.package import load_package
+from vqa_engine.modular.package import load_package
 
 COLOR_Q = "what color is the shape?"
 SHAPE_Q = "what shape is in the image?"

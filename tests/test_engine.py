@@ -33,7 +33,7 @@ from vqa_engine import (
     UnsupportedImageError,
     VQAEngine,
 )
-from vqa_engine.package import ModelPackage, load_package
+from vqa_engine.modular.package import ModelPackage, load_package
 
 EXAMPLES = ROOT / "examples"
 COLOR_Q = "what color is the shape?"
@@ -244,7 +244,7 @@ async def test_a_failing_batch_is_retried_alone_and_only_the_culprit_fails(
         ]
         pending = asyncio.gather(*jobs, return_exceptions=True)
         await until(lambda: engine.stats().queue_depth == 3)
-        with caplog.at_level(logging.WARNING, logger="vqa_engine.engine"):
+        with caplog.at_level(logging.WARNING, logger="vqa_engine.serving.engine"):
             open_gate(model)
             blue, poisoned, yellow = await pending
         await first
@@ -267,7 +267,7 @@ async def test_output_count_is_checked_against_the_input_count(caplog: pytest.Lo
         first = await blocked_batch(engine, model)
         pending = asyncio.gather(*(engine.answer(image("blue_circle"), COLOR_Q) for _ in range(3)))
         await until(lambda: engine.stats().queue_depth == 3)
-        with caplog.at_level(logging.WARNING, logger="vqa_engine.engine"):
+        with caplog.at_level(logging.WARNING, logger="vqa_engine.serving.engine"):
             open_gate(model)
             answers = await pending
         await first
@@ -522,7 +522,7 @@ async def test_a_systematic_failure_costs_three_passes_not_one_per_question(
         )
         await until(lambda: engine.stats().queue_depth == 6)
         passes_before = len(model.batch_sizes)
-        with caplog.at_level(logging.WARNING, logger="vqa_engine.engine"):
+        with caplog.at_level(logging.WARNING, logger="vqa_engine.serving.engine"):
             open_gate(model)
             results = await pending
         await asyncio.gather(first, return_exceptions=True)
@@ -557,7 +557,7 @@ async def test_close_while_the_model_loads_keeps_the_engine_closed() -> None:
 
 
 async def test_the_engine_says_what_model_answers(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="vqa_engine.engine"):
+    with caplog.at_level(logging.INFO, logger="vqa_engine.serving.engine"):
         async with VQAEngine(lambda: load_package(BUNDLED_MODEL)) as engine:
             info = engine.model_info
             size = engine.input_size

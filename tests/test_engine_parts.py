@@ -10,13 +10,13 @@ import threading
 import pytest
 
 from tests.conftest import ROOT
-from vqa_engine.batch_queue import BatchQueue
-from vqa_engine.engine_stats import StatsRecorder
 from vqa_engine.errors import ModelNotFoundError
-from vqa_engine.model_spec import MemberSpec, normalised_weights, parse_model_spec
+from vqa_engine.loading.model_spec import MemberSpec, normalised_weights, parse_model_spec
 from vqa_engine.options import ModelOptions
 from vqa_engine.prediction import Candidate, Prediction
-from vqa_engine.prediction_cache import PredictionCache, image_digest
+from vqa_engine.serving.batch_queue import BatchQueue
+from vqa_engine.serving.engine_stats import StatsRecorder
+from vqa_engine.serving.prediction_cache import PredictionCache, image_digest
 
 # -- the batch queue ---------------------------------------------------------------------------
 
@@ -211,8 +211,9 @@ def test_the_settings_read_the_model_options_from_the_environment(monkeypatch: p
 
 def test_the_engine_machinery_imports_no_torch() -> None:
     code = (
-        "import sys; import vqa_engine.engine, vqa_engine.batch_queue, vqa_engine.prediction_cache, "
-        "vqa_engine.engine_stats, vqa_engine.model_spec, vqa_engine.options, vqa_engine.loader; "
+        "import sys; import vqa_engine.serving.engine, vqa_engine.serving.batch_queue, "
+        "vqa_engine.serving.prediction_cache, vqa_engine.serving.engine_stats, "
+        "vqa_engine.loading.model_spec, vqa_engine.options, vqa_engine.loading.loader; "
         "print('torch' in sys.modules)"
     )
     result = subprocess.run(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bots.replies import format_health
-from vqa_engine.engine_stats import EngineStats
 from vqa_engine.model_info import ModelInfo
+from vqa_engine.serving.engine_stats import EngineStats
 
 VILT = ModelInfo(
     model_id="dandelin/vilt-b32-finetuned-vqa",

@@ -1,7 +1,7 @@
 """Models from the Hugging Face Hub, with the real huggingface_hub client against a loopback Hub.
 
 huggingface_hub reads HF_ENDPOINT, HF_HUB_CACHE and HF_HUB_OFFLINE when it is imported, so the
-code under test runs in child processes (``main.py ask``, ``python -m vqa_engine.hub``, or one
+code under test runs in child processes (``main.py ask``, ``python -m vqa_engine.loading.hub``, or one
 ``python -c`` that checks many repos at once, to pay for starting torch only a few times). Every
 child gets a distinctive token where a token makes sense, and no output may ever contain it.
 """
@@ -26,11 +26,11 @@ import torch
 
 from tests.conftest import BUNDLED_MODEL, ROOT, build_model
 from tests.fake_hub import FakeHub, HubRecord, read_folder
-from vqa_engine.hub import load_model, resolve_model
-from vqa_engine.hub import main as hub_main
-from vqa_engine.package import load_package, save_package
-from vqa_engine.package_format import PACKAGE_FILES, ModelSource
-from vqa_engine.predictor import Predictor
+from vqa_engine.loading.hub import load_model, resolve_model
+from vqa_engine.loading.hub import main as hub_main
+from vqa_engine.modular.package import load_package, save_package
+from vqa_engine.modular.package_format import PACKAGE_FILES, ModelSource
+from vqa_engine.modular.predictor import Predictor
 
 TOKEN = "hf_FAKEtokenDoNotPrint_8c1e4b7a2f"
 IMAGE = ROOT / "examples" / "blue_circle.png"
@@ -53,8 +53,8 @@ Results = dict[str, dict[str, Any]]  # case name -> what the child printed for i
 PREDICT = """
 import json, os, sys
 from pathlib import Path
-from vqa_engine.hub import load_model
-from vqa_engine.predictor import Predictor
+from vqa_engine.loading.hub import load_model
+from vqa_engine.modular.predictor import Predictor
 image = Path(sys.argv[2]).read_bytes()
 for case in json.loads(sys.argv[1]):
     token = os.environ["TEST_HUB_TOKEN"] if case.get("token") else None
@@ -69,7 +69,7 @@ for case in json.loads(sys.argv[1]):
 # resolve_model only: this child must not need torch
 RESOLVE = """
 import json, os, sys
-from vqa_engine.hub import resolve_model
+from vqa_engine.loading.hub import resolve_model
 for case in json.loads(sys.argv[1]):
     token = os.environ["TEST_HUB_TOKEN"] if case.get("token") else None
     token = "hf_wrongWRONGwrong" if case.get("wrong") else token
@@ -118,7 +118,7 @@ def ask(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
 
 
 def hub_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return run(["-m", "vqa_engine.hub", *args], {**env, "PYTHONPATH": str(ROOT)})
+    return run(["-m", "vqa_engine.loading.hub", *args], {**env, "PYTHONPATH": str(ROOT)})
 
 
 def hub_calls(hub: FakeHub) -> list[HubRecord]:
@@ -206,7 +206,7 @@ def hub(packages: dict[str, Path]) -> Iterator[FakeHub]:
 
 @pytest.fixture(scope="module")
 def warm_cache(hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Hub cache holding org/film, filled by ``python -m vqa_engine.hub download`` (no torch)."""
+    """A Hub cache holding org/film, filled by ``python -m vqa_engine.loading.hub download`` (no torch)."""
     cache = tmp_path_factory.mktemp("warm") / "hub-cache"
     result = hub_cli(child_env(hub.url, cache), "download", "org/film")
     assert result.returncode == 0, result.stderr
@@ -304,7 +304,7 @@ class Pushed:
 
 @pytest.fixture(scope="module")
 def pushed(hub: FakeHub, packages: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Pushed:
-    """``python -m vqa_engine.hub push`` of small1 to a new private repo, with and without a token."""
+    """``python -m vqa_engine.loading.hub push`` of small1 to a new private repo, with and without a token."""
     cache = tmp_path_factory.mktemp("push") / "hub-cache"
     args = ["push", str(packages["small1"]), "--private", "--repo"]
     result, refused = run_together(
@@ -524,7 +524,7 @@ def test_load_model_from_a_local_folder_with_device_cuda_falls_back_to_cpu(
 
 def test_resolving_a_local_folder_imports_neither_torch_nor_huggingface_hub() -> None:
     code = (
-        "import sys; from vqa_engine.hub import resolve_model; "
+        "import sys; from vqa_engine.loading.hub import resolve_model; "
         f"folder, source = resolve_model({str(BUNDLED_MODEL)!r}); "
         "print(folder.is_dir(), 'torch' in sys.modules, 'huggingface_hub' in sys.modules)"
     )
@@ -547,7 +547,7 @@ def test_resolve_model_keeps_a_local_folder_as_configured(packages: dict[str, Pa
 
 def test_a_secret_in_a_log_record_is_scrubbed_from_every_handler(caplog: pytest.LogCaptureFixture) -> None:
     """Belt and braces: even if a library logged the token, no handler would see it."""
-    from vqa_engine.hub import _scrubbed_logs
+    from vqa_engine.loading.hub import _scrubbed_logs
 
     with caplog.at_level(logging.INFO), _scrubbed_logs((TOKEN,)):
         logging.getLogger("huggingface_hub.demo").warning("sent Authorization: Bearer %s", TOKEN)

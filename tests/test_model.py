@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from vqa_engine.errors import ModelPackageError
-from vqa_engine.model import ModularVQA
-from vqa_engine.model_config import FUSIONS, QUESTION_ENCODERS, ModelConfig
+from vqa_engine.modular.model import ModularVQA
+from vqa_engine.modular.model_config import FUSIONS, QUESTION_ENCODERS, ModelConfig
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)

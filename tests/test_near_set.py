@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import BUNDLED_MODEL
-from vqa_engine import near_set
-from vqa_engine.near_set import (
+from vqa_engine.tools import near_set
+from vqa_engine.tools.near_set import (
     ALL_KINDS,
     ANCHORS,
     Variation,
@@ -168,7 +168,7 @@ def test_sizes_on_disk(small_set: Path) -> None:
 
 
 def test_the_model_preprocessing_reads_them(small_set: Path) -> None:
-    from vqa_engine.package import load_package
+    from vqa_engine.modular.package import load_package
     from vqa_engine.preprocess import load_image_tensor
 
     config = load_package(BUNDLED_MODEL, checks_data=False).config

@@ -13,8 +13,8 @@ import torch
 
 from tests.conftest import ANSWERS, build_model, png_bytes
 from vqa_engine.errors import ModelPackageError, UnsafePickleError
-from vqa_engine.package import load_package, save_package
-from vqa_engine.predictor import Predictor
+from vqa_engine.modular.package import load_package, save_package
+from vqa_engine.modular.predictor import Predictor
 
 IMAGES = [png_bytes((255, 0, 0)), png_bytes((0, 0, 255), (80, 40)), png_bytes((0, 128, 0), (30, 90))]
 QUESTIONS = ["what shape is in the image?", "what color is the shape?", "is there a red shape?"]

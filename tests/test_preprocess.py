@@ -25,7 +25,7 @@ from vqa_engine.errors import (
     UnsupportedImageError,
     VQAInputError,
 )
-from vqa_engine.model_config import ModelConfig
+from vqa_engine.modular.model_config import ModelConfig
 from vqa_engine.preprocess import (
     ImageLimits,
     clean_question,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BUNDLED_MODEL
+from vqa_engine.checks.questions import QuestionChecker, QuestionForms
 from vqa_engine.errors import ModelPackageError
-from vqa_engine.question_check import QuestionChecker, QuestionForms
-from vqa_engine.vocab import Vocabulary
+from vqa_engine.modular.vocab import Vocabulary
 
 ANSWERS = ["circle", "triangle", "red", "blue", "yes", "no"]
 TRAINING = [

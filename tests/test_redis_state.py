@@ -29,8 +29,8 @@ from config.log import RedactSecrets
 from tests.conftest import BUNDLED_MODEL, ROOT
 from tests.redis_server import RedisServer
 from vqa_engine import Candidate, Prediction, VQAEngine
+from vqa_engine.modular.package import load_package
 from vqa_engine.options import EngineOptions
-from vqa_engine.package import load_package
 
 COLOR_Q = "what color is the shape?"
 ADMIN = "1001"

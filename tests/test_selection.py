@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from vqa_engine.checks import AnswerChecks
-from vqa_engine.checks_options import FALLBACK_MIN_CONFIDENCE, FALLBACK_MIN_FAMILIARITY, CheckOptions
+from vqa_engine.checks.answer_checks import AnswerChecks
+from vqa_engine.checks.familiarity import FamiliarityModel
+from vqa_engine.checks.options import FALLBACK_MIN_CONFIDENCE, FALLBACK_MIN_FAMILIARITY, CheckOptions
+from vqa_engine.checks.selection import Scored, SelectionTable, aurc, operating_point, risk_coverage
 from vqa_engine.errors import ModelPackageError
-from vqa_engine.familiarity import FamiliarityModel
-from vqa_engine.selection import Scored, SelectionTable, aurc, operating_point, risk_coverage
 
 
 def scored(familiarity: float, confidence: float, correct: bool, flagged: bool = False) -> Scored:
@@ -98,7 +98,7 @@ def test_the_checks_take_their_thresholds_from_the_table_unless_set(familiarity:
 def familiarity() -> FamiliarityModel:
     import torch
 
-    from vqa_engine.familiarity import fit_familiarity
+    from vqa_engine.checks.familiarity import fit_familiarity
 
     generator = torch.Generator().manual_seed(0)
     return fit_familiarity(torch.randn(200, 4, generator=generator), clusters=2)

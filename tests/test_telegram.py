@@ -36,8 +36,8 @@ from config.log import QUIET_LOGGERS, RedactSecrets
 from tests.conftest import BUNDLED_MODEL, ROOT
 from tests.fake_telegram import FakeTelegram, SentMessage
 from vqa_engine import Candidate, Prediction, VQAEngine
-from vqa_engine.model_facts import describe
-from vqa_engine.package import ModelPackage, load_package
+from vqa_engine.modular.package import ModelPackage, load_package
+from vqa_engine.serving.model_facts import describe
 
 TOKEN = "5550123:AAF-fake-SECRET-t0ken_xyz"  # distinctive: a test greps every log for it
 ADMIN = 1001

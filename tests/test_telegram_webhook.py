@@ -28,7 +28,7 @@ from tests.conftest import BUNDLED_MODEL, ROOT, run_main
 from tests.fake_telegram import WEBHOOK, FakeTelegram
 from tests.web_fixture import free_port
 from vqa_engine import VQAEngine
-from vqa_engine.package import load_package
+from vqa_engine.modular.package import load_package
 
 TOKEN = "5550123:AAF-fake-SECRET-t0ken_xyz"
 SECRET = "webhook-SECRET-0123456789abcdef"

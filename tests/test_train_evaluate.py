@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from tests.conftest import BUNDLED_MODEL, ROOT
-from vqa_engine.evaluate import evaluate, expected_calibration_error, format_report, update_card
-from vqa_engine.package import load_package
-from vqa_engine.train import fit_temperature
+from vqa_engine.modular.package import load_package
+from vqa_engine.tools.evaluate import evaluate, expected_calibration_error, format_report, update_card
+from vqa_engine.tools.train import fit_temperature
 
 
 def train_tiny(out: Path) -> subprocess.CompletedProcess:
@@ -21,7 +21,7 @@ def train_tiny(out: Path) -> subprocess.CompletedProcess:
         [
             sys.executable,
             "-m",
-            "vqa_engine.train",
+            "vqa_engine.tools.train",
             "--out",
             str(out),
             "--epochs",
@@ -66,7 +66,7 @@ def test_training_is_seeded_and_reproducible(tmp_path: Path) -> None:
     assert package.config.cnn_channels == (8, 8)
     assert len(package.answers) == 13
     card = package.card
-    assert "python -m vqa_engine.train --out" in card and "easy-VQA" in card
+    assert "python -m vqa_engine.tools.train --out" in card and "easy-VQA" in card
     assert "training_images: one coloured shape on a plain background" in card
     assert "<!-- checks:start -->" in card
     assert "epoch 1:" in first.stderr.decode()
@@ -122,7 +122,7 @@ def test_evaluate_command_writes_json(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "vqa_engine.evaluate",
+            "vqa_engine.tools.evaluate",
             str(BUNDLED_MODEL),
             "--limit",
             "200",
@@ -144,7 +144,7 @@ def test_evaluate_command_writes_json(tmp_path: Path) -> None:
 
 def test_evaluate_a_missing_package_fails_cleanly(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "vqa_engine.evaluate", str(tmp_path / "nope"), "--quiet"],
+        [sys.executable, "-m", "vqa_engine.tools.evaluate", str(tmp_path / "nope"), "--quiet"],
         capture_output=True,
         cwd=ROOT,
         timeout=120,
@@ -156,7 +156,7 @@ def test_evaluate_a_missing_package_fails_cleanly(tmp_path: Path) -> None:
 
 
 def test_train_without_out_writes_a_new_folder_never_the_bundled_model(tmp_path: Path) -> None:
-    from vqa_engine.train import new_run_folder, parse_args
+    from vqa_engine.tools.train import new_run_folder, parse_args
 
     options = parse_args(["--epochs", "1"])
     assert options.out.parent == Path("runs")
@@ -167,7 +167,7 @@ def test_train_without_out_writes_a_new_folder_never_the_bundled_model(tmp_path:
     assert second != first and not second.exists()
 
 
-@pytest.mark.parametrize("module", ["train", "evaluate", "export", "hub"])
+@pytest.mark.parametrize("module", ["tools.train", "tools.evaluate", "tools.export", "loading.hub"])
 def test_every_option_has_help_without_markup(module: str) -> None:
     import argparse
     import importlib
@@ -187,7 +187,7 @@ def test_every_option_has_help_without_markup(module: str) -> None:
 
 
 def test_evaluate_writes_files_only_where_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vqa_engine.evaluate import main as evaluate_main
+    from vqa_engine.tools.evaluate import main as evaluate_main
 
     monkeypatch.chdir(tmp_path)
     assert evaluate_main([str(BUNDLED_MODEL), "--limit", "50", "--quiet"]) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vqa_engine.errors import ModelPackageError
-from vqa_engine.vocab import PAD_ID, UNK_ID, Vocabulary, tokenize
+from vqa_engine.modular.vocab import PAD_ID, UNK_ID, Vocabulary, tokenize
 
 
 @pytest.mark.parametrize(

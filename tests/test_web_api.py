@@ -21,7 +21,7 @@ from config import AskSettings, load_settings
 from tests.conftest import BUNDLED_MODEL
 from tests.test_engine import GatedModel, in_forward, loader_with, open_gate, until
 from tests.web_fixture import COLOR_Q, EXAMPLES, SHAPE_Q, example, running_web
-from vqa_engine.package import load_package
+from vqa_engine.modular.package import load_package
 
 PDF = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
 ALICE_KEY = "alice-key-0123456789abcdef"

@@ -23,8 +23,8 @@ from bots.web.server import WebServer
 from config import Settings, load_settings
 from tests.conftest import BUNDLED_MODEL, ROOT
 from vqa_engine import VQAEngine
+from vqa_engine.modular.package import ModelPackage, load_package
 from vqa_engine.options import EngineOptions
-from vqa_engine.package import ModelPackage, load_package
 from vqa_engine.preprocess import ImageLimits
 
 EXAMPLES = ROOT / "examples"

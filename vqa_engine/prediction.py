@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-#: why an answer is only a guess, most fundamental first (see ``vqa_engine.checks``)
+#: why an answer is only a guess, most fundamental first (see ``vqa_engine.checks.answer_checks``)
 Reason = Literal["unfamiliar_image", "unknown_words", "answer_type", "low_confidence"]
 REASONS: tuple[Reason, ...] = ("unfamiliar_image", "unknown_words", "answer_type", "low_confidence")
 

@@ -18,7 +18,7 @@ import logging
 from bots.state.bounded import bounded_put
 from bots.state.link import RedisLink, RedisUnavailable
 from vqa_engine.prediction import Prediction
-from vqa_engine.prediction_cache import CacheKey
+from vqa_engine.serving.prediction_cache import CacheKey
 
 log = logging.getLogger(__name__)
 

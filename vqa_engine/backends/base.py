@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from vqa_engine.checks import AnswerChecks
-from vqa_engine.checks_options import CheckOptions
+from vqa_engine.checks.answer_checks import AnswerChecks
+from vqa_engine.checks.options import CheckOptions
 from vqa_engine.model_info import ModelInfo
 from vqa_engine.prediction import Candidate, Prediction
 from vqa_engine.preprocess import ImageLimits, clean_question, decode_image

@@ -9,14 +9,14 @@ import torch
 from PIL import Image
 
 from vqa_engine.backends.base import Backend, DenseScores
-from vqa_engine.checks import AnswerChecks
-from vqa_engine.checks_options import CheckOptions
+from vqa_engine.checks.answer_checks import AnswerChecks
+from vqa_engine.checks.options import CheckOptions
 from vqa_engine.model_info import ModelInfo
-from vqa_engine.package import ModelPackage
+from vqa_engine.modular.package import ModelPackage
+from vqa_engine.modular.predictor import Predictor
+from vqa_engine.modular.vocab import tokenize
 from vqa_engine.prediction import Prediction
-from vqa_engine.predictor import Predictor
 from vqa_engine.preprocess import image_to_pixels
-from vqa_engine.vocab import tokenize
 
 log = logging.getLogger(__name__)
 

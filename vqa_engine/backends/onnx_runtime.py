@@ -1,6 +1,6 @@
 """ONNX packages behind the backend seam: any architecture, run by onnxruntime, no Python from the repo.
 
-See ``vqa_engine.onnx_config`` for the package's files and the model's inputs and output.
+See ``vqa_engine.modular.onnx_config`` for the package's files and the model's inputs and output.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from PIL import Image
 from vqa_engine.backends.base import Backend, DenseScores
 from vqa_engine.errors import ModelPackageError, first_line
 from vqa_engine.model_info import ModelInfo
-from vqa_engine.onnx_config import ONNX_FILE, OnnxConfig
-from vqa_engine.package import load_answers, load_vocab
-from vqa_engine.package_format import CONFIG_FILE, ModelSource
-from vqa_engine.predictor import encode_questions
+from vqa_engine.modular.onnx_config import ONNX_FILE, OnnxConfig
+from vqa_engine.modular.package import load_answers, load_vocab
+from vqa_engine.modular.package_format import CONFIG_FILE, ModelSource
+from vqa_engine.modular.predictor import encode_questions
+from vqa_engine.modular.vocab import PAD_ID, tokenize
 from vqa_engine.preprocess import image_to_pixels, normalize
-from vqa_engine.vocab import PAD_ID, tokenize
 
 log = logging.getLogger(__name__)
 

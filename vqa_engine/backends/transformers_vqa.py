@@ -33,7 +33,7 @@ from vqa_engine.backends.base import Backend, DenseScores, RankedScores
 from vqa_engine.backends.quantize import count_int8_linear, quantize_linear_int8, weights_dtype
 from vqa_engine.errors import ModelPackageError, first_line
 from vqa_engine.model_info import ModelInfo
-from vqa_engine.package_format import ModelSource
+from vqa_engine.modular.package_format import ModelSource
 
 log = logging.getLogger(__name__)
 

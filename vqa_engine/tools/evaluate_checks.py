@@ -1,0 +1,459 @@
+"""Measure the answer checks: on the official test split, on an out-of-distribution folder, and on
+off-template questions. ``python -m vqa_engine.tools.evaluate PACKAGE --ood DIR`` runs it.
+
+- **Test split**: the share of questions answered without ``abstain``, the accuracy on those, and
+  why the others abstained; the share of test pictures flagged ``unfamiliar_image``.
+- **Out-of-distribution pictures** (``DIR/<kind>/*``, e.g. built by ``python -m
+  vqa_engine.tools.ood_set``): the share flagged ``unfamiliar_image``, per kind and in all, and the AUROC
+  of the familiarity score between them and the test pictures. Beside it, on the same
+  (picture, question) pairs, the AUROC of the energy score and of the softmax confidence, and the
+  share that the confidence rule alone would flag (the fallback of packages without statistics).
+- **Off-template questions** (``DIR/questions.tsv``): each asked about test pictures; the share
+  the question checks flag, per kind, and for questions in the vocabulary's own words, how often the
+  answer's type is not the one a person expects and how often that is flagged.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from vqa_engine.checks.options import CheckOptions
+from vqa_engine.errors import ModelPackageError, VQAInputError
+from vqa_engine.modular.package import CARD_FILE, ModelPackage
+from vqa_engine.modular.package_format import RISK_COVERAGE_FILE
+from vqa_engine.modular.predictor import Predictor, encode_questions
+from vqa_engine.prediction import REASONS, Prediction
+from vqa_engine.preprocess import load_image_tensor
+from vqa_engine.tools.calibrate import image_descriptors
+from vqa_engine.tools.easyvqa import Split, answer_type
+from vqa_engine.tools.evaluate_selective import (
+    NEAR_EVAL_PICTURES,
+    draw_risk_coverage,
+    evaluate_selective,
+)
+from vqa_engine.tools.ood_set import IMAGE_SUFFIXES, QUESTIONS_FILE, read_question_set
+
+_CARD_SECTION = re.compile(r"<!-- checks:start -->.*?<!-- checks:end -->", re.DOTALL)
+QUESTION_KINDS_FLAGGED = ("unknown_words", "gibberish", "emoji")  # every one of these should be flagged
+
+
+@dataclass
+class ChecksEvaluation:
+    package: str
+    image_check: str
+    options: dict[str, object]
+    test: dict[str, object]
+    ood: dict[str, object] = field(default_factory=dict)
+    detectors: list[dict[str, object]] = field(default_factory=list)
+    questions: dict[str, object] = field(default_factory=dict)
+    #: selective prediction per set (``vqa_engine.tools.evaluate_selective``): coverage, risk, AURC
+    selective: dict[str, object] = field(default_factory=dict)
+    #: the risk–coverage curves behind it (not in the JSON: drawn by ``--update-card``)
+    curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict, repr=False)
+    seconds: float = 0.0
+
+
+def auroc(positive: torch.Tensor, negative: torch.Tensor) -> float:
+    """Area under the ROC curve for "higher means positive" (ties count half)."""
+    values = torch.cat([negative, positive]).double()
+    ordered, order = values.sort()
+    _, inverse, counts = torch.unique(ordered, return_inverse=True, return_counts=True)
+    average_rank = (counts.cumsum(0) - counts).double() + (counts.double() + 1) / 2  # 1-based
+    ranks = torch.empty_like(values)
+    ranks[order] = average_rank[inverse]
+    n_pos, n_neg = len(positive), len(negative)
+    return float((ranks[n_neg:].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def read_ood_images(folder: Path, package: ModelPackage) -> tuple[torch.Tensor, list[str], list[str]]:
+    """Every picture in ``folder``'s sub-folders: (normalised images, kind of each, file of each)."""
+    images, kinds, files = [], [], []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            continue
+        try:
+            images.append(load_image_tensor(path.read_bytes(), package.config))
+        except VQAInputError as exc:
+            raise ModelPackageError(f"{path}: {exc}") from exc
+        kinds.append(path.parent.name if path.parent != folder else "other")
+        files.append(str(path.relative_to(folder)))
+    if not images:
+        raise ModelPackageError(f"{folder} holds no images")
+    return torch.stack(images), kinds, files
+
+
+class _Runner:
+    """Batched predictions (with the checks) and the raw scores the detectors compare."""
+
+    def __init__(self, package: ModelPackage, options: CheckOptions, batch_size: int, progress: bool) -> None:
+        self.package = package
+        self.predictor = Predictor(package, checks=options)
+        self.batch_size = batch_size
+        self.progress = progress
+
+    @torch.inference_mode()
+    def run(
+        self, images: torch.Tensor, rows: torch.Tensor, questions: list[str], desc: str
+    ) -> tuple[list[Prediction], torch.Tensor]:
+        """Predictions for (images[rows[i]], questions[i]) and each pair's energy score."""
+        predictions: list[Prediction] = []
+        energies = []
+        config = self.package.config
+        for start in tqdm(
+            range(0, len(questions), self.batch_size), desc=desc, disable=not self.progress, leave=False
+        ):
+            end = min(start + self.batch_size, len(questions))
+            batch_images = images[rows[start:end]]
+            batch_questions = questions[start:end]
+            predictions += self.predictor.predict_batch(batch_images, batch_questions, top_k=1)
+            tokens, lengths = encode_questions(
+                self.package.vocab, batch_questions, config.max_question_tokens
+            )
+            logits = self.package.model(batch_images, tokens, lengths).float() / config.temperature
+            energies.append(-config.temperature * torch.logsumexp(logits, dim=1))
+        return predictions, torch.cat(energies)
+
+
+def evaluate_checks(
+    package: ModelPackage,
+    test: Split,
+    ood_dir: Path,
+    *,
+    options: CheckOptions = CheckOptions(),
+    questions_per_image: int = 10,
+    images_per_question: int = 20,
+    limit: int = 0,
+    batch_size: int = 512,
+    seed: int = 0,
+    near_pictures: int = NEAR_EVAL_PICTURES,
+    progress: bool = True,
+) -> ChecksEvaluation:
+    """Run every measurement in the module docstring (``test`` is the official test split, its
+    first ``limit`` questions when set)."""
+    started = time.perf_counter()
+    if limit:
+        test = Split(
+            test.questions[:limit], test.answers[:limit], test.image_rows[:limit], test.images, test.image_ids
+        )
+    runner = _Runner(package, options, batch_size, progress)
+    checks = runner.predictor.checks
+    generator = torch.Generator().manual_seed(seed)
+    result = ChecksEvaluation(
+        package=str(package.path),
+        image_check=checks.image_check,
+        # the thresholds in force (the settings', or the validation table's choice)
+        options={
+            **options.model_dump(),
+            "min_image_familiarity": checks.min_familiarity,
+            "min_confidence": checks.min_confidence,
+        },
+        test={},
+    )
+
+    # the official test split, every question
+    test_predictions, test_energy = runner.run(test.images, test.image_rows, test.questions, "test split")
+    answered = [not p.abstain for p in test_predictions]
+    correct = [p.answer == a for p, a in zip(test_predictions, test.answers, strict=True)]
+    kept = [c for c, a in zip(correct, answered, strict=True) if a]
+    reasons = Counter(p.reason for p in test_predictions if p.reason)
+    question_flags = sum(
+        checks.question_reason(p, q) is not None
+        for p, q in zip(test_predictions, test.questions, strict=True)
+    )
+    n = len(test_predictions)
+    test_scores = _image_scores(package, test.images, progress)
+    result.test = {
+        "questions": n,
+        "answered": sum(answered) / n,
+        "accuracy_all": sum(correct) / n,
+        "accuracy_answered": sum(kept) / max(1, len(kept)),
+        "abstained_by_reason": {r: reasons.get(r, 0) for r in REASONS},
+        "question_checks_flagged": question_flags / n,
+        "images": int(test.images.shape[0]),
+        "images_unfamiliar": _unfamiliar_share(package, test_scores, checks.min_familiarity),
+    }
+
+    # out-of-distribution pictures
+    ood_images, kinds, _ = read_ood_images(ood_dir, package)
+    ood_scores = _image_scores(package, ood_images, progress)
+    by_kind: dict[str, dict[str, float]] = {}
+    if ood_scores is not None:
+        familiar = _familiarity(package, ood_scores)
+        flagged = [f < checks.min_familiarity for f in familiar]
+        for kind in sorted(set(kinds)):
+            picks = [flag for flag, k in zip(flagged, kinds, strict=True) if k == kind]
+            by_kind[kind] = {"images": len(picks), "unfamiliar": sum(picks) / len(picks)}
+    distinct = sorted(set(test.questions))
+    pair_rows = torch.arange(len(ood_images)).repeat_interleave(questions_per_image)
+    pair_questions = [
+        distinct[int(i)] for i in torch.randint(len(distinct), (len(pair_rows),), generator=generator)
+    ]
+    ood_predictions, ood_energy = runner.run(ood_images, pair_rows, pair_questions, "ood pairs")
+    for kind, figures in by_kind.items():  # any reason: what a user is told is a guess
+        abstained = [
+            p.abstain
+            for p, row in zip(ood_predictions, pair_rows.tolist(), strict=True)
+            if kinds[row] == kind
+        ]
+        figures["answers_abstained"] = sum(abstained) / len(abstained)
+    result.ood = {
+        "folder": str(ood_dir),
+        "images": len(kinds),
+        "questions_per_image": questions_per_image,
+        "unfamiliar": (
+            sum(v["unfamiliar"] * v["images"] for v in by_kind.values()) / len(kinds) if by_kind else None
+        ),
+        "by_kind": by_kind,
+        "auroc": auroc(ood_scores, test_scores)
+        if ood_scores is not None and test_scores is not None
+        else None,
+        "pairs_abstained": sum(p.abstain for p in ood_predictions) / len(ood_predictions),
+        "pairs_low_confidence_rule": (
+            sum(p.confidence < checks.min_confidence for p in ood_predictions) / len(ood_predictions)
+        ),
+    }
+
+    # will each answer be right? coverage and risk per set, and the risk–coverage curves
+    result.selective, result.curves = evaluate_selective(
+        runner.predictor,
+        test,
+        ood_images,
+        pair_rows.tolist(),
+        pair_questions,
+        near_count=near_pictures,
+    )
+
+    # the detectors side by side, on (picture, question) pairs: test questions vs OOD pairs
+    test_confidence = torch.tensor([p.confidence for p in test_predictions])
+    ood_confidence = torch.tensor([p.confidence for p in ood_predictions])
+    detectors = [
+        {"name": "energy score (-T logsumexp(logits / T))", "auroc": auroc(ood_energy, test_energy)},
+        {
+            "name": "softmax confidence (1 - max probability)",
+            "auroc": auroc(-ood_confidence, -test_confidence),
+        },
+    ]
+    if ood_scores is not None and test_scores is not None:
+        name = "familiarity (Mahalanobis to the nearest cluster)"
+        detectors.insert(
+            0, {"name": name, "auroc": auroc(ood_scores[pair_rows], test_scores[test.image_rows])}
+        )
+    result.detectors = detectors
+
+    # off-template questions about test pictures
+    question_file = ood_dir / QUESTIONS_FILE
+    if question_file.is_file():
+        result.questions = _question_set(
+            runner,
+            test,
+            question_file,
+            images_per_question,
+            generator,
+            result.test["question_checks_flagged"],
+        )
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _image_scores(package: ModelPackage, images: torch.Tensor, progress: bool) -> torch.Tensor | None:
+    if package.familiarity is None or not hasattr(package.model, "forward_with_features"):
+        return None
+    return package.familiarity.scores(image_descriptors(package.model, images, progress=progress))
+
+
+def _familiarity(package: ModelPackage, scores: torch.Tensor) -> list[float]:
+    assert package.familiarity is not None
+    return package.familiarity.familiarity(scores)
+
+
+def _unfamiliar_share(package: ModelPackage, scores: torch.Tensor | None, threshold: float) -> float | None:
+    if scores is None:
+        return None
+    values = _familiarity(package, scores)
+    return sum(v < threshold for v in values) / len(values)
+
+
+def _question_set(
+    runner: _Runner,
+    test: Split,
+    path: Path,
+    images_per_question: int,
+    generator: torch.Generator,
+    test_flagged: object,
+) -> dict[str, object]:
+    rows = read_question_set(path)
+    picks = torch.randperm(test.images.shape[0], generator=generator)[:images_per_question]
+    image_rows = picks.repeat(len(rows))
+    questions = [q for _, _, q in rows for _ in range(len(picks))]
+    predictions, _ = runner.run(test.images, image_rows, questions, "question set")
+    checks = runner.predictor.checks
+    per_kind: dict[str, dict[str, float]] = {}
+    must_flag = flagged_must = 0
+    wrong = wrong_flagged = right = right_flagged = 0
+    for i, (kind, expected, question) in enumerate(rows):
+        verdicts = [
+            checks.question_reason(p, question) is not None
+            for p in predictions[i * len(picks) : (i + 1) * len(picks)]
+        ]
+        entry = per_kind.setdefault(kind, {"questions": 0, "pairs": 0, "flagged": 0.0})
+        entry["questions"] += 1
+        entry["pairs"] += len(verdicts)
+        entry["flagged"] += sum(verdicts)
+        if kind in QUESTION_KINDS_FLAGGED:
+            must_flag += len(verdicts)
+            flagged_must += sum(verdicts)
+        elif expected != "-":
+            for p, flag in zip(predictions[i * len(picks) : (i + 1) * len(picks)], verdicts, strict=True):
+                if answer_type(p.answer) != expected:
+                    wrong, wrong_flagged = wrong + 1, wrong_flagged + flag
+                else:
+                    right, right_flagged = right + 1, right_flagged + flag
+    for entry in per_kind.values():
+        entry["flagged"] = entry["flagged"] / entry["pairs"]
+    return {
+        "file": str(path),
+        "images_per_question": len(picks),
+        "by_kind": per_kind,
+        "known_words_wrong_type": wrong / max(1, wrong + right),
+        "known_words_wrong_type_flagged": wrong_flagged / max(1, wrong),
+        "known_words_right_type_flagged": right_flagged / max(1, right),
+        "off_template_flagged": (flagged_must + wrong_flagged) / max(1, must_flag + wrong),
+        "off_template_pairs": must_flag + wrong,
+        "test_questions_flagged": test_flagged,
+    }
+
+
+def _pct(value: object, digits: int = 1) -> str:
+    return "–" if value is None else f"{float(value):.{digits}%}"  # type: ignore[arg-type]
+
+
+def format_checks_report(result: ChecksEvaluation) -> str:
+    """Markdown tables of the checks' figures (also the model card's checks section)."""
+    t, o, q = result.test, result.ood, result.questions
+    opts = result.options
+    reasons = t["abstained_by_reason"]
+    assert isinstance(reasons, dict)
+    lines = [
+        f"Answer checks (image check: {result.image_check}; MAX_ANSWER_RISK={opts['max_answer_risk']}: "
+        f"MIN_IMAGE_FAMILIARITY={opts['min_image_familiarity']:g}, "
+        f"MIN_CONFIDENCE={opts['min_confidence']:g})",
+        "",
+        *format_selective(result.selective),
+        "| official easy-VQA test split | |",
+        "|---|---:|",
+        f"| questions answered without abstaining | {_pct(t['answered'], 2)} of {t['questions']:,} |",
+        f"| accuracy on those | {_pct(t['accuracy_answered'], 2)} "
+        f"(all questions: {_pct(t['accuracy_all'], 2)}) |",
+        "| abstained, by reason | " + ", ".join(f"{r} {n}" for r, n in reasons.items()) + " |",
+        f"| questions flagged by the question checks | {_pct(t['question_checks_flagged'], 2)} |",
+        f"| test pictures flagged unfamiliar | {_pct(t['images_unfamiliar'], 2)} of {t['images']:,} |",
+        "",
+        f"Out-of-distribution pictures ({o['images']} in `{Path(str(o['folder'])).name}`): "
+        f"**{_pct(o['unfamiliar'])} flagged unfamiliar_image**, AUROC **{_fmt(o['auroc'])}** "
+        "(familiarity, against the test pictures).",
+        "",
+        "| kind | pictures | flagged unfamiliar_image | answers abstained (any reason) |",
+        "|---|---:|---:|---:|",
+    ]
+    by_kind = o["by_kind"]
+    assert isinstance(by_kind, dict)
+    lines += [
+        f"| {k} | {v['images']} | {_pct(v['unfamiliar'])} | {_pct(v.get('answers_abstained'))} |"
+        for k, v in by_kind.items()
+    ]
+    lines += [
+        "",
+        f"Each picture asked {o['questions_per_image']} test questions: {_pct(o['pairs_abstained'])} of the "
+        f"answers abstain; the confidence rule alone (the fallback without statistics) would flag "
+        f"{_pct(o['pairs_low_confidence_rule'])}.",
+        "",
+        "| detector, (picture, question) pairs: OOD vs test | AUROC |",
+        "|---|---:|",
+        *(f"| {d['name']} | {_fmt(d['auroc'])} |" for d in result.detectors),
+    ]
+    if q:
+        kinds = q["by_kind"]
+        assert isinstance(kinds, dict)
+        lines += [
+            "",
+            f"Off-template questions (`{Path(str(q['file'])).name}`, each about {q['images_per_question']} "
+            f"test pictures): **{_pct(q['off_template_flagged'])} flagged** (unknown words, gibberish, "
+            f"emoji, and answers of the wrong type); official test questions flagged: "
+            f"**{_pct(q['test_questions_flagged'], 2)}**.",
+            "",
+            "| kind | questions | flagged |",
+            "|---|---:|---:|",
+            *(f"| {k} | {v['questions']} | {_pct(v['flagged'])} |" for k, v in kinds.items()),
+            "",
+            f"Questions in the vocabulary's own words: the answer had the wrong type in "
+            f"{_pct(q['known_words_wrong_type'])} of the pairs, "
+            f"{_pct(q['known_words_wrong_type_flagged'])} of those flagged; "
+            f"right-type answers flagged: {_pct(q['known_words_right_type_flagged'])}.",
+        ]
+    return "\n".join(lines)
+
+
+def format_selective(selective: dict[str, object]) -> list[str]:
+    """Will an answer be right? The per-set table, per kind of drawn picture, and the curves' PNG."""
+    if not selective:
+        return []
+    test, near, ood = (selective[k] for k in ("easy_vqa_test", "near", "ood"))
+    assert isinstance(test, dict) and isinstance(near, dict) and isinstance(ood, dict)
+
+    def row(name: str, f: dict[str, object]) -> str:
+        return (
+            f"| {name} | {f['questions']:,} | {_pct(f['coverage'], 2)} | {_pct(f['accuracy_answered'], 2)} | "
+            f"{_pct(f['risk_answered'], 2)} | {float(f['aurc']):.4f} |"  # type: ignore[arg-type]
+        )
+
+    held_out = ", ".join(near["held_out_kinds"])  # type: ignore[arg-type]
+    lines = [
+        "| set | questions | answered (coverage) | accuracy of the answered | wrong among the answered "
+        "(risk) | AURC |",
+        "|---|---:|---:|---:|---:|---:|",
+        row("easy-VQA test split", test),
+        row(f"pictures as people draw them ({near['pictures']:,}, `near_set` seed {near['seed']})", near),
+        f"| out-of-distribution (picture, question) pairs | {ood['questions']:,} | "
+        f"{_pct(1 - float(ood['flagged']), 2)} (**{_pct(ood['flagged'], 2)} flagged**) | – | – | – |",  # type: ignore[arg-type]
+        "",
+        f"Pictures as people draw them, by kind of variation (training never saw {held_out}):",
+        "",
+        "| kind | questions | answered | accuracy of the answered | risk | AURC |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    by_kind = near["by_kind"]
+    assert isinstance(by_kind, dict)
+    lines += [row(kind, figures) for kind, figures in by_kind.items()]
+    lines += ["", f"![risk against coverage]({RISK_COVERAGE_FILE})", ""]
+    return lines
+
+
+def _fmt(value: object) -> str:
+    return "–" if value is None else f"{float(value):.4f}"  # type: ignore[arg-type]
+
+
+def update_card_checks(package_dir: Path, result: ChecksEvaluation) -> None:
+    """Replace (or add) the answer checks section of the package's model card, and draw its
+    risk–coverage picture beside it."""
+    if result.curves:
+        target = result.options.get("max_answer_risk")
+        draw_risk_coverage(
+            result.curves,
+            package_dir / RISK_COVERAGE_FILE,
+            target=float(target) if target else None,  # type: ignore[arg-type]
+        )
+    path = package_dir / CARD_FILE
+    card = path.read_text(encoding="utf-8") if path.is_file() else ""
+    section = f"<!-- checks:start -->\n{format_checks_report(result)}\n<!-- checks:end -->"
+    if _CARD_SECTION.search(card):
+        card = _CARD_SECTION.sub(lambda _: section, card)
+    else:
+        card = card.rstrip("\n") + "\n\n## Answer checks\n" + section + "\n"
+    path.write_text(card, encoding="utf-8")
