@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,6 +31,7 @@ from vqa_engine.modular.predictor import Predictor, encode_questions
 from vqa_engine.prediction import REASONS, Prediction
 from vqa_engine.preprocess import load_image_tensor
 from vqa_engine.tools.calibrate import image_descriptors
+from vqa_engine.tools.checks_report import ChecksEvaluation, format_checks_report
 from vqa_engine.tools.easyvqa import Split, answer_type
 from vqa_engine.tools.evaluate_selective import (
     NEAR_EVAL_PICTURES,
@@ -42,22 +42,6 @@ from vqa_engine.tools.ood_set import IMAGE_SUFFIXES, QUESTIONS_FILE, read_questi
 
 _CARD_SECTION = re.compile(r"<!-- checks:start -->.*?<!-- checks:end -->", re.DOTALL)
 QUESTION_KINDS_FLAGGED = ("unknown_words", "gibberish", "emoji")  # every one of these should be flagged
-
-
-@dataclass
-class ChecksEvaluation:
-    package: str
-    image_check: str
-    options: dict[str, object]
-    test: dict[str, object]
-    ood: dict[str, object] = field(default_factory=dict)
-    detectors: list[dict[str, object]] = field(default_factory=list)
-    questions: dict[str, object] = field(default_factory=dict)
-    #: selective prediction per set (``vqa_engine.tools.evaluate_selective``): coverage, risk, AURC
-    selective: dict[str, object] = field(default_factory=dict)
-    #: the risk–coverage curves behind it (not in the JSON: drawn by ``--update-card``)
-    curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict, repr=False)
-    seconds: float = 0.0
 
 
 def auroc(positive: torch.Tensor, negative: torch.Tensor) -> float:
@@ -157,7 +141,45 @@ def evaluate_checks(
         test={},
     )
 
-    # the official test split, every question
+    test_predictions, test_energy, test_scores = _measure_test(runner, package, test, progress, result)
+    ood_images, pair_rows, pair_questions, ood_predictions, ood_energy, ood_scores = _measure_ood(
+        runner, package, ood_dir, test, questions_per_image, generator, progress, result, test_scores
+    )
+
+    # will each answer be right? coverage and risk per set, and the risk–coverage curves
+    result.selective, result.curves = evaluate_selective(
+        runner.predictor,
+        test,
+        ood_images,
+        pair_rows.tolist(),
+        pair_questions,
+        near_count=near_pictures,
+    )
+
+    result.detectors = _detectors(
+        test_predictions, ood_predictions, test_energy, ood_energy, test_scores, ood_scores, test, pair_rows
+    )
+
+    # off-template questions about test pictures
+    question_file = ood_dir / QUESTIONS_FILE
+    if question_file.is_file():
+        result.questions = _question_set(
+            runner,
+            test,
+            question_file,
+            images_per_question,
+            generator,
+            result.test["question_checks_flagged"],
+        )
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _measure_test(
+    runner: _Runner, package: ModelPackage, test: Split, progress: bool, result: ChecksEvaluation
+) -> tuple[list[Prediction], torch.Tensor, torch.Tensor | None]:
+    """The official test split, every question: answered, right, flagged (into ``result.test``)."""
+    checks = runner.predictor.checks
     test_predictions, test_energy = runner.run(test.images, test.image_rows, test.questions, "test split")
     answered = [not p.abstain for p in test_predictions]
     correct = [p.answer == a for p, a in zip(test_predictions, test.answers, strict=True)]
@@ -179,8 +201,23 @@ def evaluate_checks(
         "images": int(test.images.shape[0]),
         "images_unfamiliar": _unfamiliar_share(package, test_scores, checks.min_familiarity),
     }
+    return test_predictions, test_energy, test_scores
 
-    # out-of-distribution pictures
+
+def _measure_ood(
+    runner: _Runner,
+    package: ModelPackage,
+    ood_dir: Path,
+    test: Split,
+    questions_per_image: int,
+    generator: torch.Generator,
+    progress: bool,
+    result: ChecksEvaluation,
+    test_scores: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, list[str], list[Prediction], torch.Tensor, torch.Tensor | None]:
+    """Out-of-distribution pictures, each asked ``questions_per_image`` of the test questions
+    (into ``result.ood``); returns what the later measurements reuse."""
+    checks = runner.predictor.checks
     ood_images, kinds, _ = read_ood_images(ood_dir, package)
     ood_scores = _image_scores(package, ood_images, progress)
     by_kind: dict[str, dict[str, float]] = {}
@@ -219,21 +256,23 @@ def evaluate_checks(
             sum(p.confidence < checks.min_confidence for p in ood_predictions) / len(ood_predictions)
         ),
     }
+    return ood_images, pair_rows, pair_questions, ood_predictions, ood_energy, ood_scores
 
-    # will each answer be right? coverage and risk per set, and the risk–coverage curves
-    result.selective, result.curves = evaluate_selective(
-        runner.predictor,
-        test,
-        ood_images,
-        pair_rows.tolist(),
-        pair_questions,
-        near_count=near_pictures,
-    )
 
-    # the detectors side by side, on (picture, question) pairs: test questions vs OOD pairs
+def _detectors(
+    test_predictions: list[Prediction],
+    ood_predictions: list[Prediction],
+    test_energy: torch.Tensor,
+    ood_energy: torch.Tensor,
+    test_scores: torch.Tensor | None,
+    ood_scores: torch.Tensor | None,
+    test: Split,
+    pair_rows: torch.Tensor,
+) -> list[dict[str, object]]:
+    """The detectors side by side, on (picture, question) pairs: test questions vs OOD pairs."""
     test_confidence = torch.tensor([p.confidence for p in test_predictions])
     ood_confidence = torch.tensor([p.confidence for p in ood_predictions])
-    detectors = [
+    detectors: list[dict[str, object]] = [
         {"name": "energy score (-T logsumexp(logits / T))", "auroc": auroc(ood_energy, test_energy)},
         {
             "name": "softmax confidence (1 - max probability)",
@@ -245,21 +284,7 @@ def evaluate_checks(
         detectors.insert(
             0, {"name": name, "auroc": auroc(ood_scores[pair_rows], test_scores[test.image_rows])}
         )
-    result.detectors = detectors
-
-    # off-template questions about test pictures
-    question_file = ood_dir / QUESTIONS_FILE
-    if question_file.is_file():
-        result.questions = _question_set(
-            runner,
-            test,
-            question_file,
-            images_per_question,
-            generator,
-            result.test["question_checks_flagged"],
-        )
-    result.seconds = time.perf_counter() - started
-    return result
+    return detectors
 
 
 def _image_scores(package: ModelPackage, images: torch.Tensor, progress: bool) -> torch.Tensor | None:
@@ -328,115 +353,6 @@ def _question_set(
         "off_template_pairs": must_flag + wrong,
         "test_questions_flagged": test_flagged,
     }
-
-
-def _pct(value: object, digits: int = 1) -> str:
-    return "–" if value is None else f"{float(value):.{digits}%}"  # type: ignore[arg-type]
-
-
-def format_checks_report(result: ChecksEvaluation) -> str:
-    """Markdown tables of the checks' figures (also the model card's checks section)."""
-    t, o, q = result.test, result.ood, result.questions
-    opts = result.options
-    reasons = t["abstained_by_reason"]
-    assert isinstance(reasons, dict)
-    lines = [
-        f"Answer checks (image check: {result.image_check}; MAX_ANSWER_RISK={opts['max_answer_risk']}: "
-        f"MIN_IMAGE_FAMILIARITY={opts['min_image_familiarity']:g}, "
-        f"MIN_CONFIDENCE={opts['min_confidence']:g})",
-        "",
-        *format_selective(result.selective),
-        "| official easy-VQA test split | |",
-        "|---|---:|",
-        f"| questions answered without abstaining | {_pct(t['answered'], 2)} of {t['questions']:,} |",
-        f"| accuracy on those | {_pct(t['accuracy_answered'], 2)} "
-        f"(all questions: {_pct(t['accuracy_all'], 2)}) |",
-        "| abstained, by reason | " + ", ".join(f"{r} {n}" for r, n in reasons.items()) + " |",
-        f"| questions flagged by the question checks | {_pct(t['question_checks_flagged'], 2)} |",
-        f"| test pictures flagged unfamiliar | {_pct(t['images_unfamiliar'], 2)} of {t['images']:,} |",
-        "",
-        f"Out-of-distribution pictures ({o['images']} in `{Path(str(o['folder'])).name}`): "
-        f"**{_pct(o['unfamiliar'])} flagged unfamiliar_image**, AUROC **{_fmt(o['auroc'])}** "
-        "(familiarity, against the test pictures).",
-        "",
-        "| kind | pictures | flagged unfamiliar_image | answers abstained (any reason) |",
-        "|---|---:|---:|---:|",
-    ]
-    by_kind = o["by_kind"]
-    assert isinstance(by_kind, dict)
-    lines += [
-        f"| {k} | {v['images']} | {_pct(v['unfamiliar'])} | {_pct(v.get('answers_abstained'))} |"
-        for k, v in by_kind.items()
-    ]
-    lines += [
-        "",
-        f"Each picture asked {o['questions_per_image']} test questions: {_pct(o['pairs_abstained'])} of the "
-        f"answers abstain; the confidence rule alone (the fallback without statistics) would flag "
-        f"{_pct(o['pairs_low_confidence_rule'])}.",
-        "",
-        "| detector, (picture, question) pairs: OOD vs test | AUROC |",
-        "|---|---:|",
-        *(f"| {d['name']} | {_fmt(d['auroc'])} |" for d in result.detectors),
-    ]
-    if q:
-        kinds = q["by_kind"]
-        assert isinstance(kinds, dict)
-        lines += [
-            "",
-            f"Off-template questions (`{Path(str(q['file'])).name}`, each about {q['images_per_question']} "
-            f"test pictures): **{_pct(q['off_template_flagged'])} flagged** (unknown words, gibberish, "
-            f"emoji, and answers of the wrong type); official test questions flagged: "
-            f"**{_pct(q['test_questions_flagged'], 2)}**.",
-            "",
-            "| kind | questions | flagged |",
-            "|---|---:|---:|",
-            *(f"| {k} | {v['questions']} | {_pct(v['flagged'])} |" for k, v in kinds.items()),
-            "",
-            f"Questions in the vocabulary's own words: the answer had the wrong type in "
-            f"{_pct(q['known_words_wrong_type'])} of the pairs, "
-            f"{_pct(q['known_words_wrong_type_flagged'])} of those flagged; "
-            f"right-type answers flagged: {_pct(q['known_words_right_type_flagged'])}.",
-        ]
-    return "\n".join(lines)
-
-
-def format_selective(selective: dict[str, object]) -> list[str]:
-    """Will an answer be right? The per-set table, per kind of drawn picture, and the curves' PNG."""
-    if not selective:
-        return []
-    test, near, ood = (selective[k] for k in ("easy_vqa_test", "near", "ood"))
-    assert isinstance(test, dict) and isinstance(near, dict) and isinstance(ood, dict)
-
-    def row(name: str, f: dict[str, object]) -> str:
-        return (
-            f"| {name} | {f['questions']:,} | {_pct(f['coverage'], 2)} | {_pct(f['accuracy_answered'], 2)} | "
-            f"{_pct(f['risk_answered'], 2)} | {float(f['aurc']):.4f} |"  # type: ignore[arg-type]
-        )
-
-    held_out = ", ".join(near["held_out_kinds"])  # type: ignore[arg-type]
-    lines = [
-        "| set | questions | answered (coverage) | accuracy of the answered | wrong among the answered "
-        "(risk) | AURC |",
-        "|---|---:|---:|---:|---:|---:|",
-        row("easy-VQA test split", test),
-        row(f"pictures as people draw them ({near['pictures']:,}, `near_set` seed {near['seed']})", near),
-        f"| out-of-distribution (picture, question) pairs | {ood['questions']:,} | "
-        f"{_pct(1 - float(ood['flagged']), 2)} (**{_pct(ood['flagged'], 2)} flagged**) | – | – | – |",  # type: ignore[arg-type]
-        "",
-        f"Pictures as people draw them, by kind of variation (training never saw {held_out}):",
-        "",
-        "| kind | questions | answered | accuracy of the answered | risk | AURC |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    by_kind = near["by_kind"]
-    assert isinstance(by_kind, dict)
-    lines += [row(kind, figures) for kind, figures in by_kind.items()]
-    lines += ["", f"![risk against coverage]({RISK_COVERAGE_FILE})", ""]
-    return lines
-
-
-def _fmt(value: object) -> str:
-    return "–" if value is None else f"{float(value):.4f}"  # type: ignore[arg-type]
 
 
 def update_card_checks(package_dir: Path, result: ChecksEvaluation) -> None:
