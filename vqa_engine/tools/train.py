@@ -250,137 +250,85 @@ def train(options: TrainOptions) -> TrainResult:
     return result
 
 
+#: the run's numeric options: (flag, type, what it is); each defaults to ``TrainOptions``' field
+RUN_OPTIONS: tuple[tuple[str, type, str], ...] = (
+    ("--epochs", int, "passes over the training data"),
+    ("--images-per-batch", int, "images per step; each step holds every question about them"),
+    ("--lr", float, "peak learning rate of the one-cycle schedule"),
+    ("--seed", int, "random seed: the same seed gives the same weights"),
+    ("--val-fraction", float, "share of training images held out to fit the softmax temperature"),
+    (
+        "--near-pictures",
+        int,
+        "pictures as people draw them (python -m vqa_engine.tools.near_set) mixed "
+        "into training (0: easy-VQA alone)",
+    ),
+    (
+        "--outlier-pictures",
+        int,
+        "pictures no answer fits (noise, text, several shapes...) trained towards uncertainty (0: none)",
+    ),
+    ("--outlier-weight", float, "weight of the outliers' loss beside the answers'"),
+    ("--threads", int, "torch CPU threads"),
+)
+#: the model's parts and sizes a run may change: (flag, type or choices, what it is), defaulting to
+#: ``ModelConfig``'s field
+ARCHITECTURE_OPTIONS: tuple[tuple[str, type | tuple[str, ...], str], ...] = (
+    ("--image-encoder", IMAGE_ENCODERS, "image encoder; torchvision backbones train from scratch"),
+    ("--question-encoder", QUESTION_ENCODERS, "question encoder"),
+    ("--fusion", FUSIONS, "how image and question meet"),
+    ("--film-blocks", int, "FiLM blocks"),
+    ("--film-channels", int, "channels of the FiLM blocks"),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vqa_engine.tools.train", description=__doc__.splitlines()[0])
-    d = TrainOptions(out=RUNS_DIR)
     p.add_argument(
         "--out",
         type=Path,
         default=None,
         help=f"package folder to write (default: a new folder under {RUNS_DIR}/, named by the time)",
     )
-    p.add_argument(
-        "--epochs", type=int, default=d.epochs, help=f"passes over the training data (default {d.epochs})"
-    )
-    p.add_argument(
-        "--images-per-batch",
-        type=int,
-        default=d.images_per_batch,
-        help=f"images per step; each step holds every question about them (default {d.images_per_batch})",
-    )
-    p.add_argument(
-        "--lr",
-        type=float,
-        default=d.lr,
-        help=f"peak learning rate of the one-cycle schedule (default {d.lr})",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=d.seed,
-        help=f"random seed: the same seed gives the same weights (default {d.seed})",
-    )
-    p.add_argument(
-        "--val-fraction",
-        type=float,
-        default=d.val_fraction,
-        help=f"share of training images held out to fit the softmax temperature (default {d.val_fraction})",
-    )
+    d = TrainOptions(out=RUNS_DIR)
+    for flag, kind, meaning in RUN_OPTIONS:
+        default = getattr(d, _field(flag))
+        p.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default})")
     p.add_argument("--limit", type=int, default=0, help="train on the first N questions only (default: all)")
-    add_data_arguments(p, d)
-    p.add_argument("--threads", type=int, default=d.threads, help=f"torch CPU threads (default {d.threads})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_architecture_arguments(p)
-    return p
-
-
-def add_data_arguments(p: argparse.ArgumentParser, d: TrainOptions) -> None:
-    """What the run learns from beside easy-VQA: drawn pictures and outliers."""
-    p.add_argument(
-        "--near-pictures",
-        type=int,
-        default=d.near_pictures,
-        help="pictures as people draw them (python -m vqa_engine.tools.near_set) mixed into training "
-        f"(default {d.near_pictures}; 0: easy-VQA alone)",
-    )
-    p.add_argument(
-        "--outlier-pictures",
-        type=int,
-        default=d.outlier_pictures,
-        help="pictures no answer fits (noise, text, several shapes...) trained towards uncertainty "
-        f"(default {d.outlier_pictures}; 0: none)",
-    )
-    p.add_argument(
-        "--outlier-weight",
-        type=float,
-        default=d.outlier_weight,
-        help=f"weight of the outliers' loss beside the answers' (default {d.outlier_weight})",
-    )
-
-
-def add_architecture_arguments(p: argparse.ArgumentParser) -> None:
-    """The model's parts and sizes (``ModelConfig``'s fields a run may change)."""
     c = ModelConfig()
-    p.add_argument(
-        "--image-encoder",
-        choices=IMAGE_ENCODERS,
-        default=c.image_encoder,
-        help=f"image encoder; torchvision backbones train from scratch (default {c.image_encoder})",
-    )
-    p.add_argument(
-        "--question-encoder",
-        choices=QUESTION_ENCODERS,
-        default=c.question_encoder,
-        help=f"question encoder (default {c.question_encoder})",
-    )
-    p.add_argument(
-        "--fusion",
-        choices=FUSIONS,
-        default=c.fusion,
-        help=f"how image and question meet (default {c.fusion})",
-    )
+    for flag, choices, meaning in ARCHITECTURE_OPTIONS:
+        default = getattr(c, _field(flag))
+        if isinstance(choices, tuple):
+            p.add_argument(flag, choices=choices, default=default, help=f"{meaning} (default {default})")
+        else:
+            p.add_argument(flag, type=choices, default=default, help=f"{meaning} (default {default})")
     p.add_argument(
         "--cnn-channels",
         default=",".join(map(str, c.cnn_channels)),
         help="channels of each stride-2 stage of the cnn encoder, comma-separated (default %(default)s)",
     )
-    p.add_argument(
-        "--film-blocks", type=int, default=c.film_blocks, help=f"FiLM blocks (default {c.film_blocks})"
-    )
-    p.add_argument(
-        "--film-channels",
-        type=int,
-        default=c.film_channels,
-        help=f"channels of the FiLM blocks (default {c.film_channels})",
-    )
+    return p
+
+
+def _field(flag: str) -> str:
+    """``--images-per-batch`` -> ``images_per_batch``."""
+    return flag[2:].replace("-", "_")
 
 
 def parse_args(argv: list[str] | None = None) -> TrainOptions:
     a = build_parser().parse_args(argv)
-    c = ModelConfig()
     config = replace(
-        c,
-        image_encoder=a.image_encoder,
-        question_encoder=a.question_encoder,
-        fusion=a.fusion,
+        ModelConfig(),
         cnn_channels=tuple(int(x) for x in a.cnn_channels.split(",")),
-        film_blocks=a.film_blocks,
-        film_channels=a.film_channels,
+        **{_field(flag): getattr(a, _field(flag)) for flag, _, _ in ARCHITECTURE_OPTIONS},
     )
     return TrainOptions(
         out=a.out or new_run_folder(),
-        epochs=a.epochs,
-        images_per_batch=a.images_per_batch,
-        lr=a.lr,
-        seed=a.seed,
-        val_fraction=a.val_fraction,
         limit=a.limit,
-        near_pictures=a.near_pictures,
-        outlier_pictures=a.outlier_pictures,
-        outlier_weight=a.outlier_weight,
-        threads=a.threads,
         progress=not a.quiet,
         config=config,
+        **{_field(flag): getattr(a, _field(flag)) for flag, _, _ in RUN_OPTIONS},
     )
 
 
