@@ -1,20 +1,20 @@
 """Cold start of ``main.py ask``: process start to printed answer, beside its floor (interpreter
 start, ``import torch``), all measured in one run, interleaved, so the machine's noise hits each alike.
 
-    python benchmarks/cold_start.py [--runs 7]
+    python -m benchmarks.cold_start [--runs 7]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.common import ROOT, result_path, write_result
+
 IMAGE = ROOT / "examples" / "blue_circle.png"
 COMMANDS = {
     "python -c pass": [sys.executable, "-c", "pass"],
@@ -46,7 +46,7 @@ def timed(cmd: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "cold_start.json")
+    parser.add_argument("--output", type=Path, default=result_path("cold_start"))
     args = parser.parse_args()
     for cmd in COMMANDS.values():  # warm the page cache once
         timed(cmd)
@@ -70,12 +70,7 @@ def main() -> None:
             }
         )
         print(f"{name:<22} {median:>9.2f} {min(values):>7.2f} {max(values):>7.2f} {median / torch_s:>15.2f}x")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps({"benchmark": "cold_start", "python": sys.version.split()[0], "rows": rows}, indent=2)
-        + "\n"
-    )
-    print(f"wrote {args.output}")
+    write_result(args.output, {"benchmark": "cold_start", "python": sys.version.split()[0], "rows": rows})
 
 
 if __name__ == "__main__":

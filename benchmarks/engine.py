@@ -1,6 +1,6 @@
 """The engine against the naive design and against the raw batched forward pass, in one run.
 
-    python benchmarks/engine.py [--clients 1 8 64 256] [--seconds 4]
+    python -m benchmarks.engine [--clients 1 8 64 256] [--seconds 4]
 
 For each number of concurrent clients (each sends its next question as soon as the last one is
 answered, with easy-VQA test images and questions, the cache off so every question reaches the
@@ -25,80 +25,39 @@ import io
 import json
 import platform
 import statistics
-import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import torch
+from PIL import Image
 
-import easy_vqa  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from vqa_engine.checks.options import CheckOptions  # noqa: E402
-from vqa_engine.modular.package import ModelPackage, load_package  # noqa: E402
-from vqa_engine.modular.predictor import Predictor  # noqa: E402
-from vqa_engine.preprocess import decode_image, image_to_tensor, load_image_tensor  # noqa: E402
-from vqa_engine.serving.engine import EngineOptions, VQAEngine  # noqa: E402
-
-MODEL = ROOT / "models" / "easy-vqa-film"
-Ask = Callable[[bytes, str], Awaitable[object]]
-T = TypeVar("T")
+from benchmarks.common import BUNDLED_MODEL, Jobs, fresh_thread, result_path, write_result
+from benchmarks.load import Ask, Load, closed_loop
+from benchmarks.workloads import easy_vqa_jobs
+from vqa_engine.checks.options import CheckOptions
+from vqa_engine.modular.package import ModelPackage, load_package
+from vqa_engine.modular.predictor import Predictor
+from vqa_engine.preprocess import decode_image, image_to_tensor, load_image_tensor
+from vqa_engine.serving.engine import EngineOptions, VQAEngine
 
 
-def workload(n: int = 512) -> list[tuple[bytes, str]]:
-    """(PNG bytes, question) pairs from the easy-VQA test split."""
-    questions, _, ids = easy_vqa.get_test_questions()
-    paths = easy_vqa.get_test_image_paths()
-    return [(Path(paths[ids[i]]).read_bytes(), questions[i]) for i in range(n)]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
-async def drive(ask: Ask, jobs: list[tuple[bytes, str]], clients: int, seconds: float) -> dict[str, float]:
+async def drive(ask: Ask, jobs: Jobs, clients: int, seconds: float) -> dict[str, float]:
     """``clients`` closed-loop clients for ``seconds``: throughput and latency percentiles."""
-    latencies: list[float] = []
-    stop = time.perf_counter() + seconds
+    return figures(await closed_loop(ask, jobs, clients, seconds))
 
-    async def client(offset: int) -> None:
-        i = offset
-        while time.perf_counter() < stop:
-            image, question = jobs[i % len(jobs)]
-            started = time.perf_counter()
-            await ask(image, question)
-            latencies.append(time.perf_counter() - started)
-            i += clients
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client(c) for c in range(clients)))
-    elapsed = time.perf_counter() - started
+def figures(load: Load) -> dict[str, float]:
     return {
-        "per_s": len(latencies) / elapsed,
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p95_ms": percentile(latencies, 0.95) * 1000,
-        "requests": len(latencies),
+        "per_s": load.per_s,
+        "p50_ms": load.latency_ms(0.50),
+        "p95_ms": load.latency_ms(0.95),
+        "requests": len(load.latencies),
     }
 
 
-def fresh_thread(fn: Callable[[], T]) -> T:
-    """Run ``fn`` on a new thread: torch's thread count is per thread once a thread has used it."""
-    result: list[T] = []
-    worker = threading.Thread(target=lambda: result.append(fn()))
-    worker.start()
-    worker.join()
-    return result[0]
-
-
-def serial_rate(
-    predictor: Predictor, jobs: list[tuple[bytes, str]], batch: int, seconds: float, *, threads: int
-) -> float:
+def serial_rate(predictor: Predictor, jobs: Jobs, batch: int, seconds: float, *, threads: int) -> float:
     """Questions per second of the same work without the engine: decode ``batch`` images, then
     one forward pass, in one thread (nothing overlapped)."""
 
@@ -117,16 +76,12 @@ def serial_rate(
     return fresh_thread(measure)
 
 
-def raw_rate(
-    predictor: Predictor, jobs: list[tuple[bytes, str]], batch: int, seconds: float, *, threads: int
-) -> float:
+def raw_rate(predictor: Predictor, jobs: Jobs, batch: int, seconds: float, *, threads: int) -> float:
     """Questions per second of the forward pass alone at ``batch``, inputs already decoded."""
     return fresh_thread(lambda: _raw_rate(predictor, jobs, batch, seconds, threads))
 
 
-def _raw_rate(
-    predictor: Predictor, jobs: list[tuple[bytes, str]], batch: int, seconds: float, threads: int
-) -> float:
+def _raw_rate(predictor: Predictor, jobs: Jobs, batch: int, seconds: float, threads: int) -> float:
     torch.set_num_threads(threads)
     tensors = [predictor.preprocess(image) for image, _ in jobs[:batch]]
     images = torch.stack(tensors)
@@ -140,30 +95,16 @@ def _raw_rate(
     return done / (time.perf_counter() - started)
 
 
-async def loop_lag_p99(
-    ask: Ask, jobs: list[tuple[bytes, str]], clients: int, seconds: float
-) -> dict[str, float]:
+async def loop_lag_p99(ask: Ask, jobs: Jobs, clients: int, seconds: float) -> dict[str, float]:
     """How late a 1 ms timer fires while ``clients`` keep the engine saturated."""
-    lags: list[float] = []
-    done = asyncio.Event()
-
-    async def monitor() -> None:
-        while not done.is_set():
-            before = time.perf_counter()
-            await asyncio.sleep(0.001)
-            lags.append(time.perf_counter() - before - 0.001)
-
-    watcher = asyncio.create_task(monitor())
-    load = await drive(ask, jobs, clients, seconds)
-    done.set()
-    await watcher
+    load = await closed_loop(ask, jobs, clients, seconds, watch_lag=True)
     return {
         "clients": clients,
-        "lag_p50_ms": percentile(lags, 0.50) * 1000,
-        "lag_p99_ms": percentile(lags, 0.99) * 1000,
-        "lag_max_ms": max(lags) * 1000,
-        "samples": len(lags),
-        "per_s": load["per_s"],
+        "lag_p50_ms": load.lag_ms(0.50),
+        "lag_p99_ms": load.lag_ms(0.99),
+        "lag_max_ms": max(load.lags) * 1000,
+        "samples": len(load.lags),
+        "per_s": load.per_s,
     }
 
 
@@ -234,15 +175,15 @@ def summarise(
 async def run(
     clients_levels: list[int], seconds: float, max_batch: int, repeats: int, torch_threads: int
 ) -> dict[str, object]:
-    jobs = workload()
-    package = load_package(MODEL)
+    jobs = easy_vqa_jobs()
+    package = load_package(BUNDLED_MODEL)
     predictor = Predictor(package)
     options = EngineOptions(
         max_batch_size=max_batch, cache_size=0, max_queue=4096, torch_threads=torch_threads
     )
     rows = []
     default_threads = torch.get_num_threads()
-    async with VQAEngine(lambda: load_package(MODEL), options=options) as engine:
+    async with VQAEngine(lambda: load_package(BUNDLED_MODEL), options=options) as engine:
         engine_threads = fresh_thread(torch.get_num_threads)  # what the engine set (threads read it)
 
         async def naive(image: bytes, question: str) -> object:
@@ -283,12 +224,16 @@ async def checks_cost(
     clients_levels: list[int], seconds: float, max_batch: int, repeats: int, torch_threads: int
 ) -> dict[str, object]:
     """Throughput of one engine with the answer checks on and one with them off, interleaved."""
-    jobs = workload()
+    jobs = easy_vqa_jobs()
     options = EngineOptions(
         max_batch_size=max_batch, cache_size=0, max_queue=4096, torch_threads=torch_threads
     )
-    on = VQAEngine(lambda: load_package(MODEL), options=options, checks=CheckOptions())
-    off = VQAEngine(lambda: load_package(MODEL), options=options, checks=CheckOptions(answer_checks=False))
+
+    def load() -> ModelPackage:
+        return load_package(BUNDLED_MODEL)
+
+    on = VQAEngine(load, options=options, checks=CheckOptions())
+    off = VQAEngine(load, options=options, checks=CheckOptions(answer_checks=False))
     rows = []
     async with on, off:
         for engine in (on, off):
@@ -334,9 +279,9 @@ def batch_step_cost(batches: tuple[int, ...] = (1, 8, 32), rounds: int = 300) ->
     """The batch step alone (``predict_batch``: forward pass, answers, checks) with the checks on
     and off, interleaved call by call, in thread CPU time at one torch thread: the checks' own
     cost, which the wall clock of a shared machine hides in its noise."""
-    package = load_package(MODEL)
+    package = load_package(BUNDLED_MODEL)
     on, off = Predictor(package), Predictor(package, checks=CheckOptions(answer_checks=False))
-    jobs = workload()
+    jobs = easy_vqa_jobs()
 
     def measure() -> list[dict[str, float]]:
         torch.set_num_threads(1)
@@ -425,7 +370,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--torch-threads", type=int, default=0, help="0: the engine's default")
     parser.add_argument("--checks-only", action="store_true", help="only the answer checks' cost")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "engine.json")
+    parser.add_argument("--output", type=Path, default=result_path("engine"))
     args = parser.parse_args()
     settings = (args.clients, args.seconds, args.max_batch, args.repeats, args.torch_threads)
     if args.checks_only:
@@ -437,9 +382,7 @@ def main() -> None:
         report(result)
     result["checks"] = asyncio.run(checks_cost(*settings))
     report_checks(result["checks"])
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.output}")
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":

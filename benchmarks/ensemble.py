@@ -1,6 +1,6 @@
 """An ensemble of two bundled-architecture models trained with different seeds, against each alone.
 
-    python benchmarks/ensemble.py --second runs/easy-vqa-seed1 [--seconds 3] [--repeats 3]
+    python -m benchmarks.ensemble --second runs/easy-vqa-seed1 [--seconds 3] [--repeats 3]
 
 The first member is the bundled model (seed 0); the second is the same architecture trained with
 another seed (``python -m vqa_engine.tools.train --seed 1 --out DIR``; trained here when ``--second``
@@ -14,39 +14,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import torch
 
-import easy_vqa  # noqa: E402
-import torch  # noqa: E402
-
-from vqa_engine.backends.base import Backend  # noqa: E402
-from vqa_engine.loading.loader import load_backend  # noqa: E402
-from vqa_engine.options import ModelOptions  # noqa: E402
-from vqa_engine.serving.engine import EngineOptions, VQAEngine  # noqa: E402
-from vqa_engine.tools.evaluate import expected_calibration_error  # noqa: E402
-
-MODEL = ROOT / "models" / "easy-vqa-film"
-
-
-def easy_vqa_test_split() -> tuple[list[bytes], list[int], list[str], list[str]]:
-    """Image bytes (one per image), and per question: its image's index, text and answer."""
-    questions, answers, ids = easy_vqa.get_test_questions()
-    paths = easy_vqa.get_test_image_paths()
-    image_ids = sorted(paths)
-    row = {image_id: i for i, image_id in enumerate(image_ids)}
-    images = [Path(paths[i]).read_bytes() for i in image_ids]
-    return images, [row[i] for i in ids], list(questions), list(answers)
+from benchmarks.common import BUNDLED_MODEL, ROOT, Jobs, result_path, write_result
+from benchmarks.load import closed_loop
+from benchmarks.workloads import easy_vqa_test_split
+from vqa_engine.backends.base import Backend
+from vqa_engine.loading.loader import load_backend
+from vqa_engine.options import ModelOptions
+from vqa_engine.serving.engine import EngineOptions, VQAEngine
+from vqa_engine.tools.evaluate import expected_calibration_error
 
 
 def evaluate(
@@ -77,23 +62,46 @@ def evaluate(
     }
 
 
-async def throughput(backend: Backend, jobs: list[tuple[bytes, str]], clients: int, seconds: float) -> float:
+async def throughput(backend: Backend, jobs: Jobs, clients: int, seconds: float) -> float:
     options = EngineOptions(cache_size=0, max_queue=4096)
     async with VQAEngine(lambda: backend, options=options) as engine:
-        answered = 0
-        stop = time.perf_counter() + seconds
+        return (await closed_loop(engine.answer, jobs, clients, seconds)).per_s
 
-        async def client(i: int) -> None:
-            nonlocal answered
-            while time.perf_counter() < stop:
-                image, question = jobs[i % len(jobs)]
-                await engine.answer(image, question)
-                answered += 1
-                i += clients
 
-        started = time.perf_counter()
-        await asyncio.gather(*(client(c) for c in range(clients)))
-        return answered / (time.perf_counter() - started)
+def second_member(folder: Path) -> Path:
+    """A model of the bundled recipe trained with seed 1, into ``folder``."""
+    command = [sys.executable, "-m", "vqa_engine.tools.train", "--seed", "1", "--quiet", "--out", str(folder)]
+    subprocess.run(command, check=True, cwd=ROOT)
+    return folder
+
+
+def measure(second: Path, args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    """The number of test questions, and per model: its quality and its engine throughput
+    (``--repeats`` interleaved rounds) beside the bundled model's."""
+    specs = {
+        "seed 0 (bundled)": str(BUNDLED_MODEL),
+        "seed 1": str(second),
+        "ensemble of both": f"{BUNDLED_MODEL}:1,{second}:1",
+    }
+    backends = {
+        name: load_backend(ModelOptions(model_repo_id=spec, device="cpu")) for name, spec in specs.items()
+    }
+    images, rows, questions, answers = easy_vqa_test_split()
+    quality = {name: evaluate(b, images, rows, questions, answers) for name, b in backends.items()}
+    jobs = [(images[rows[i]], questions[i]) for i in range(512)]
+    speed: dict[str, list[float]] = {name: [] for name in backends}
+    for _ in range(args.repeats):
+        for name, backend in backends.items():
+            speed[name].append(asyncio.run(throughput(backend, jobs, args.clients, args.seconds)))
+    solo = speed["seed 0 (bundled)"]
+    return len(questions), {
+        name: {
+            **quality[name],
+            "engine_per_s": statistics.median(speed[name]),
+            "vs_bundled": statistics.median(a / b for a, b in zip(speed[name], solo, strict=True)),
+        }
+        for name in backends
+    }
 
 
 def main() -> None:
@@ -102,50 +110,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per throughput measurement")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved throughput rounds")
     parser.add_argument("--clients", type=int, default=64, help="closed-loop clients")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "ensemble.json")
+    parser.add_argument("--output", type=Path, default=result_path("ensemble"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        second = args.second
-        if second is None:
-            second = Path(tmp) / "seed1"
-            command = [
-                sys.executable,
-                "-m",
-                "vqa_engine.tools.train",
-                "--seed",
-                "1",
-                "--quiet",
-                "--out",
-                str(second),
-            ]
-            subprocess.run(command, check=True, cwd=ROOT)
-        specs = {
-            "seed 0 (bundled)": str(MODEL),
-            "seed 1": str(second),
-            "ensemble of both": f"{MODEL}:1,{second}:1",
-        }
-        backends = {
-            name: load_backend(ModelOptions(model_repo_id=spec, device="cpu")) for name, spec in specs.items()
-        }
-        images, rows, questions, answers = easy_vqa_test_split()
-        quality = {name: evaluate(b, images, rows, questions, answers) for name, b in backends.items()}
-        jobs = [(images[rows[i]], questions[i]) for i in range(512)]
-        speed: dict[str, list[float]] = {name: [] for name in backends}
-        for _ in range(args.repeats):
-            for name, backend in backends.items():
-                speed[name].append(asyncio.run(throughput(backend, jobs, args.clients, args.seconds)))
-    solo = "seed 0 (bundled)"
-    table: dict[str, Any] = {
-        name: {
-            **quality[name],
-            "engine_per_s": statistics.median(speed[name]),
-            "vs_bundled": statistics.median(a / b for a, b in zip(speed[name], speed[solo], strict=True)),
-        }
-        for name in backends
-    }
+        count, table = measure(args.second or second_member(Path(tmp) / "seed1"), args)
     result = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "questions": len(questions),
+        "questions": count,
         "clients": args.clients,
         "seconds_per_measure": args.seconds,
         "repeats": args.repeats,
@@ -160,9 +131,7 @@ def main() -> None:
             f"{name:>17} | {r['accuracy']:>9.4%} {r['errors']:>6} | {r['ece']:>7.3%} | {r['nll']:>7.4f} | "
             f"{r['engine_per_s']:>10.0f} {r['vs_bundled']:>9.2f}x"
         )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.output}")
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":

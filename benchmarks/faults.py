@@ -1,6 +1,6 @@
 """The fault table: what a user gets when the platform pushes back, and how long recovery takes.
 
-    python benchmarks/faults.py [--output benchmarks/results/faults.json]
+    python -m benchmarks.faults [--output benchmarks/results/faults.json]
 
 Each fault is injected into the loopback fakes and met by the real client libraries (the same
 adapters, core and engine as ``python main.py``); the first few also by ``python main.py`` itself
@@ -16,33 +16,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import os
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks.chat import chat_core
+from benchmarks.common import BUNDLED_MODEL, ROOT, result_path, write_result
+from benchmarks.processes import inherited_env, read_until, start_main
+from bots.core import ChatCore
+from bots.discord_bot import DiscordAdapter
+from bots.prediction_log import PredictionLog
+from bots.telegram_bot import TelegramAdapter
+from tests.fake_discord import CREATE_MESSAGE, FakeDiscord
+from tests.fake_telegram import FakeTelegram
+from tests.loopback import DOWNLOAD
+from vqa_engine.modular.package import load_package
+from vqa_engine.serving.engine import VQAEngine
 
-from bots.core import ChatCore  # noqa: E402
-from bots.discord_bot import DiscordAdapter  # noqa: E402
-from bots.memory import ImageMemory  # noqa: E402
-from bots.prediction_log import PredictionLog  # noqa: E402
-from bots.ratelimit import MemoryRateLimiter  # noqa: E402
-from bots.telegram_bot import TelegramAdapter  # noqa: E402
-from bots.user_queue import UserQueue  # noqa: E402
-from tests.fake_discord import CREATE_MESSAGE, FakeDiscord  # noqa: E402
-from tests.fake_telegram import FakeTelegram  # noqa: E402
-from tests.loopback import DOWNLOAD  # noqa: E402
-from vqa_engine.modular.package import load_package  # noqa: E402
-from vqa_engine.serving.engine import VQAEngine  # noqa: E402
-
-MODEL = ROOT / "models" / "easy-vqa-film"
 QUESTION = "what color is the shape?"
 IMAGE = (ROOT / "examples" / "blue_circle.png").read_bytes()
 USER = 42
@@ -58,13 +51,8 @@ class Row:
 
 
 def core_for(engine: VQAEngine, log_dir: Path) -> ChatCore:
-    return ChatCore(
-        engine,
-        limiter=MemoryRateLimiter("1000/minute"),
-        queue=UserQueue(),
-        memory=ImageMemory(),
-        prediction_log=PredictionLog(log_dir / "predictions.jsonl", salt="faults"),
-    )
+    log = PredictionLog(log_dir / "predictions.jsonl", salt="faults")
+    return chat_core(engine, log, rate_limit="1000/minute")
 
 
 @contextlib.asynccontextmanager
@@ -149,56 +137,44 @@ async def telegram_faults(engine: VQAEngine, tmp: Path) -> list[Row]:
 async def discord_faults(engine: VQAEngine, tmp: Path) -> list[Row]:
     async with FakeDiscord() as fake:
         fake.add_user(7001, "alice")
-        with fake.patch_discord():
-            adapter = DiscordAdapter(core_for(engine, tmp), token=fake.token, guild_ready_timeout=0.05)
-            await adapter.start()
-            try:
-                dm = fake.dm_channel(7001)
+        adapter = DiscordAdapter(
+            core_for(engine, tmp),
+            token=fake.token,
+            guild_ready_timeout=0.05,
+            api_base=fake.api_base,
+            gateway_url=fake.gateway_url,
+        )
+        await adapter.start()
+        try:
+            dm = fake.dm_channel(7001)
 
-                async def ask() -> tuple[float, str]:
-                    started = time.monotonic()
-                    fake.send_message(dm, 7001, QUESTION, attachments=[fake.attachment(IMAGE)])
-                    [sent] = await fake.wait_for_message(dm, timeout=60)
-                    return sent.at - started, sent.content or ""
+            async def ask() -> tuple[float, str]:
+                started = time.monotonic()
+                fake.send_message(dm, 7001, QUESTION, attachments=[fake.attachment(IMAGE)])
+                [sent] = await fake.wait_for_message(dm, timeout=60)
+                return sent.at - started, sent.content or ""
 
-                baseline, _ = await ask()
-                fake.fail_next(CREATE_MESSAGE, status=502)
-                seconds, text = await ask()
-                five = Row(
-                    "Discord 502 on the answer",
-                    describe(text),
-                    seconds,
-                    baseline,
-                    "discord.py retries after 1 s",
-                )
-                fake.fail_next(DOWNLOAD, status=500)
-                seconds, text = await ask()
-                cdn = Row("Discord attachment download answers 500", describe(text), seconds, baseline)
-            finally:
-                await adapter.stop()
+            baseline, _ = await ask()
+            fake.fail_next(CREATE_MESSAGE, status=502)
+            seconds, text = await ask()
+            five = Row(
+                "Discord 502 on the answer",
+                describe(text),
+                seconds,
+                baseline,
+                "discord.py retries after 1 s",
+            )
+            fake.fail_next(DOWNLOAD, status=500)
+            seconds, text = await ask()
+            cdn = Row("Discord attachment download answers 500", describe(text), seconds, baseline)
+        finally:
+            await adapter.stop()
     return [five, cdn]
-
-
-async def child(env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "main.py"),
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def read_until(stream: asyncio.StreamReader, needle: str) -> None:
-    async with asyncio.timeout(120):
-        while needle not in (await stream.readline()).decode(errors="replace"):
-            pass
 
 
 def base_env(tmp: Path) -> dict[str, str]:
     ours = ("MODEL_", "TELEGRAM_", "DISCORD_", "ADMIN_IDS", "RATE_LIMIT", "PREDICTION_LOG", "LOG_LEVEL")
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_TOKEN") and not k.startswith(ours)}
+    env = inherited_env(drop_prefixes=ours)
     return env | {"PREDICTION_LOG": str(tmp / "child.jsonl"), "DEVICE": "cpu", "NO_PROXY": "127.0.0.1"}
 
 
@@ -208,7 +184,7 @@ async def process_faults(tmp: Path) -> list[Row]:
         fake: FakeDiscord | FakeTelegram = FakeDiscord() if platform == "discord" else FakeTelegram()
         async with fake:
             fake.hang(route)
-            process = await child(base_env(tmp) | fake.env())
+            process = await start_main(env=base_env(tmp) | fake.env())
             assert process.stderr is not None
             await read_until(process.stderr, f"{platform}: logging in")
             await fake.wait_for_calls(route, timeout=60)
@@ -227,14 +203,15 @@ async def process_faults(tmp: Path) -> list[Row]:
     blocker = tmp / "a-file"
     blocker.write_text("x")
     started = time.monotonic()
-    process = await child(
-        base_env(tmp) | {"TELEGRAM_TOKEN": "1:x", "PREDICTION_LOG": str(blocker / "p.jsonl")}
+    process = await start_main(
+        env=base_env(tmp) | {"TELEGRAM_TOKEN": "1:x", "PREDICTION_LOG": str(blocker / "p.jsonl")}
     )
     _, err = await process.communicate()
     rows.append(
         Row(
             "PREDICTION_LOG cannot be written",
-            f"exit {process.returncode}: {err.decode().strip()}",
+            # the temporary folder as "…": the table names no folder of the machine it ran on
+            f"exit {process.returncode}: {err.decode().strip().replace(str(tmp), '…')}",
             time.monotonic() - started,
             None,
             "process start to exit",
@@ -246,7 +223,7 @@ async def process_faults(tmp: Path) -> list[Row]:
 async def run() -> list[Row]:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        async with VQAEngine(lambda: load_package(MODEL)) as engine:
+        async with VQAEngine(lambda: load_package(BUNDLED_MODEL)) as engine:
             rows = await telegram_faults(engine, tmp)
             rows += await discord_faults(engine, tmp)
         rows += await process_faults(tmp)
@@ -263,13 +240,11 @@ def report(rows: list[Row]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "faults.json")
+    parser.add_argument("--output", type=Path, default=result_path("faults"))
     args = parser.parse_args()
     rows = asyncio.run(run())
     report(rows)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps([row.__dict__ for row in rows], indent=2, ensure_ascii=False) + "\n")
-    print(f"\nwrote {args.output}")
+    write_result(args.output, [row.__dict__ for row in rows], ensure_ascii=False)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 choice when httptools is not installed) against httptools (C), each against the engine alone in
 the same run. Needs ``pip install httptools``; it is not a dependency (benchmarks/README.md).
 
-    python benchmarks/http_parser.py [--rounds 6] [--questions 1600]
+    python -m benchmarks.http_parser [--rounds 6] [--questions 1600]
 
 The same server and clients as ``benchmarks/web.py`` (whose functions it reuses); only uvicorn's
 ``http`` setting differs. Prints a table; writes ``benchmarks/results/http_parser.json``.
@@ -12,36 +12,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
+import contextlib
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 import uvloop
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import web as bench
-
-_config_init = uvicorn.Config.__init__
-_parser = {"http": "auto"}
+from benchmarks import web as bench
+from benchmarks.common import print_markdown_table, result_path, write_result
+from benchmarks.workloads import easy_vqa_jobs
 
 
-def _with_parser(self: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
-    kwargs["http"] = _parser["http"]
-    _config_init(self, *args, **kwargs)
+@contextlib.contextmanager
+def uvicorn_parser(parser: str) -> Iterator[None]:
+    """Every ``uvicorn.Config`` made meanwhile takes ``http=parser`` (the server is built by the
+    service's own code, which does not take that setting)."""
+    original = uvicorn.Config.__init__
 
+    def with_parser(self: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **{**kwargs, "http": parser})
 
-uvicorn.Config.__init__ = _with_parser  # type: ignore[method-assign]  # this benchmark only
+    uvicorn.Config.__init__ = with_parser  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        uvicorn.Config.__init__ = original  # type: ignore[method-assign]
 
 
 async def one(parser: str, questions: int) -> dict[str, Any]:
-    _parser["http"] = parser
-    jobs = bench.workload(questions)
-    with tempfile.TemporaryDirectory() as folder:
+    jobs = easy_vqa_jobs(questions)
+    with tempfile.TemporaryDirectory() as folder, uvicorn_parser(parser):
         async with bench.server(Path(folder)) as (url, engine):
             await asyncio.to_thread(bench.run_client, "api", url, 200, bench.CLIENTS)  # warm up
             api = await asyncio.to_thread(bench.run_client, "api", url, questions, bench.CLIENTS)
@@ -69,20 +73,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--questions", type=int, default=1600)
-    parser.add_argument(
-        "--output", type=Path, default=bench.ROOT / "benchmarks" / "results" / "http_parser.json"
-    )
+    parser.add_argument("--output", type=Path, default=result_path("http_parser"))
     args = parser.parse_args()
     runs = uvloop.run(measure(args.rounds, args.questions))
-    print("| round | parser | API q/s | engine alone q/s | API ÷ engine | errors |")
-    print("|---:|---|---:|---:|---:|---:|")
-    for run in runs:
-        print(
-            f"| {run['round']} | {run['parser']} | {run['api_per_s']} | {run['engine_per_s']} "
-            f"| {run['ratio']:.0%} | {run['errors']} |"
-        )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "runs": runs}, indent=2) + "\n")
+    print_markdown_table(
+        ["round", "parser", "API q/s", "engine alone q/s", "API ÷ engine", "errors"],
+        [
+            [
+                run["round"],
+                run["parser"],
+                run["api_per_s"],
+                run["engine_per_s"],
+                f"{run['ratio']:.0%}",
+                run["errors"],
+            ]
+            for run in runs
+        ],
+        left={1},
+    )
+    write_result(args.output, {"date": time.strftime("%Y-%m-%d"), "runs": runs})
 
 
 if __name__ == "__main__":

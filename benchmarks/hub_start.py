@@ -10,7 +10,7 @@ processes that run ``vqa_engine.loading.hub.load_model`` and exit:
 - the Hub repo with a cold cache (the package downloaded over loopback), for scale;
 - ``import torch``, the floor under all of them.
 
-    python benchmarks/hub_start.py [--runs 7]
+    python -m benchmarks.hub_start [--runs 7]
 """
 
 from __future__ import annotations
@@ -24,30 +24,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import BUNDLED_MODEL, ROOT, result_path, write_result
+from tests.fake_hub import FakeHub, read_folder  # the loopback Hub of the tests
 
-from tests.fake_hub import FakeHub, read_folder  # noqa: E402  (the loopback Hub of the tests)
-
-BUNDLED = ROOT / "models" / "easy-vqa-film"
 REPO = "org/easy-vqa-film"
-# the child: load_model as main.py does, timing its Hub part (resolve_model) on the way
-LOAD = """
-import json, sys, time
-from vqa_engine.loading import hub
-resolve, spent = hub.resolve_model, {}
-def timed_resolve(*args, **kwargs):
-    start = time.perf_counter()
-    try:
-        return resolve(*args, **kwargs)
-    finally:
-        spent["resolve_s"] = time.perf_counter() - start
-hub.resolve_model = timed_resolve
-package = hub.load_model(sys.argv[1], device="cpu")
-print(json.dumps({**spent, "revision": package.revision}))
-"""
+#: the child: load_model as main.py does, timing its Hub part (resolve_model) on the way
+LOAD = [sys.executable, "-m", "benchmarks.hub_start_child"]
+#: one start-up: seconds, and what the child printed
+Case = Callable[[], tuple[float, dict[str, object]]]
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, dict[str, object]]:
@@ -60,47 +47,56 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, dict[str, object]
     return elapsed, json.loads(last[0]) if last[0].startswith("{") else {}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "hub_start.json")
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="hub-start-"))
+def cases(hub: FakeHub, work: Path) -> dict[str, Case]:
+    """Each way to start, its Hub cache filled where it needs one."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and not k.endswith("_TOKEN")}
     base.update(PYTHONPATH=str(ROOT), NO_PROXY="127.0.0.1,localhost", HF_HUB_DISABLE_PROGRESS_BARS="1")
-    load = [sys.executable, "-c", LOAD]
+    home, warm = str(work / "home"), str(work / "warm")
+    online = {**base, "HF_ENDPOINT": hub.url, "HF_HOME": home, "HF_HUB_CACHE": warm}
+    offline = {**online, "HF_HUB_OFFLINE": "1"}
+    # fill the warm cache
+    timed([sys.executable, "-m", "vqa_engine.loading.hub", "download", REPO], online)
+
+    def cold() -> dict[str, str]:
+        cache = work / "cold"
+        shutil.rmtree(cache, ignore_errors=True)
+        return {**online, "HF_HUB_CACHE": str(cache)}
+
+    return {
+        "import torch": lambda: timed([sys.executable, "-c", "import torch"], base),
+        "bundled folder": lambda: timed([*LOAD, str(BUNDLED_MODEL)], base),
+        "Hub, warm cache, HF_HUB_OFFLINE=1": lambda: timed([*LOAD, REPO], offline),
+        "Hub, warm cache, online": lambda: timed([*LOAD, REPO], online),
+        "Hub, cold cache (download)": lambda: timed([*LOAD, REPO], cold()),
+    }
+
+
+def measure(runs: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Every case ``runs`` times, interleaved: seconds to loaded, and seconds resolving."""
+    work = Path(tempfile.mkdtemp(prefix="hub-start-"))
     with FakeHub("unused") as hub:
-        hub.add_commit(REPO, read_folder(BUNDLED))
-        home, warm = str(work / "home"), str(work / "warm")
-        online = {**base, "HF_ENDPOINT": hub.url, "HF_HOME": home, "HF_HUB_CACHE": warm}
-        offline = {**online, "HF_HUB_OFFLINE": "1"}
-        # fill the warm cache
-        timed([sys.executable, "-m", "vqa_engine.loading.hub", "download", REPO], online)
-
-        def cold() -> dict[str, str]:
-            cache = work / "cold"
-            shutil.rmtree(cache, ignore_errors=True)
-            return {**online, "HF_HUB_CACHE": str(cache)}
-
-        cases = {
-            "import torch": lambda: timed([sys.executable, "-c", "import torch"], base),
-            "bundled folder": lambda: timed([*load, str(BUNDLED)], base),
-            "Hub, warm cache, HF_HUB_OFFLINE=1": lambda: timed([*load, REPO], offline),
-            "Hub, warm cache, online": lambda: timed([*load, REPO], online),
-            "Hub, cold cache (download)": lambda: timed([*load, REPO], cold()),
-        }
-        for run in cases.values():  # warm the page cache once
+        hub.add_commit(REPO, read_folder(BUNDLED_MODEL))
+        starts = cases(hub, work)
+        for run in starts.values():  # warm the page cache once
             run()
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        resolve: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, run in cases.items():
+        samples: dict[str, list[float]] = {name: [] for name in starts}
+        resolve: dict[str, list[float]] = {name: [] for name in starts}
+        for _ in range(runs):
+            for name, run in starts.items():
                 elapsed, info = run()
                 samples[name].append(elapsed)
                 if "resolve_s" in info:
                     resolve[name].append(float(info["resolve_s"]))  # type: ignore[arg-type]
     shutil.rmtree(work, ignore_errors=True)
+    return samples, resolve
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--output", type=Path, default=result_path("hub_start"))
+    args = parser.parse_args()
+    samples, resolve = measure(args.runs)
     bundled = statistics.median(samples["bundled folder"])
     rows = []
     header = f"{'start-up, process start to model loaded':<36} {'median s':>9} {'min s':>7} {'max s':>7}"
@@ -124,10 +120,7 @@ def main() -> None:
             f"{name:<36} {median:>9.2f} {min(values):>7.2f} {max(values):>7.2f} "
             f"{median / bundled:>10.2f}x {shown}"
         )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    result = {"benchmark": "hub_start", "python": sys.version.split()[0], "rows": rows}
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_result(args.output, {"benchmark": "hub_start", "python": sys.version.split()[0], "rows": rows})
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 the CPU-only build, side by side: two fresh virtual environments, measured with the sizes of their
 files (``du -sb``).
 
-    python benchmarks/install_size.py [--cpu-index URL | --cpu-wheel FILE ...]
+    python -m benchmarks.install_size [--cpu-index URL | --cpu-wheel FILE ...]
 
 By default the CPU-only torch and torchvision come from PyTorch's CPU index (what
 ``pre-requirements.txt``, the Dockerfile and the recipes in ``docs/deploying.md`` use). Where that
@@ -14,7 +14,6 @@ in). Prints a table; writes ``benchmarks/results/install_size.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import sys
@@ -22,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.common import ROOT, result_path, write_result
+
 REQUIREMENTS = ROOT / "requirements.txt"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCH = re.compile(r"^(torch|torchvision)==\S+", re.MULTILINE)
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--cpu-index", default=CPU_INDEX, help=f"the CPU-only index (default {CPU_INDEX})")
     source.add_argument("--cpu-wheel", type=Path, action="append", default=[], help="CPU wheels at hand")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "install_size.json")
+    parser.add_argument("--output", type=Path, default=result_path("install_size"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         cuda = build(Path(tmp) / "cuda", cpu_index=None, cpu_wheels=[])
@@ -90,16 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     ratio = cuda["bytes"] / cpu["bytes"]  # type: ignore[operator]
     print(f"CPU-only is {ratio:.1f}x smaller")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "cuda": cuda,
         "cpu": cpu,
-        "cpu_source": [str(w) for w in args.cpu_wheel] or args.cpu_index,
+        "cpu_source": [w.name for w in args.cpu_wheel] or args.cpu_index,  # no folder of this machine
         "ratio": ratio,
     }
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_result(args.output, result)
     return 0
 
 

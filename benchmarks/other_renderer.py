@@ -1,6 +1,6 @@
 """The bundled model and its checks on pictures from a renderer of its own, not ``near_set``'s code.
 
-    python benchmarks/other_renderer.py [PACKAGE ...]   # default: models/easy-vqa-film
+    python -m benchmarks.other_renderer [PACKAGE ...]   # default: models/easy-vqa-film
 
 480 pictures drawn the plain way with Pillow's ``ImageDraw`` (``ellipse``, ``rectangle``,
 ``regular_polygon`` for triangles and tilted squares), the 3 shapes × 8 colours (easy-VQA's own
@@ -13,22 +13,19 @@ older model) are measured side by side in one run. Prints a table; writes
 
 from __future__ import annotations
 
+import argparse
 import io
 import itertools
-import json
 import random
-import sys
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from vqa_engine.modular.package import load_package  # noqa: E402
-from vqa_engine.modular.predictor import Predictor  # noqa: E402
-from vqa_engine.preprocess import load_image_tensor  # noqa: E402
+from benchmarks.common import BUNDLED_MODEL, result_path, shown, write_result
+from vqa_engine.modular.package import load_package
+from vqa_engine.modular.predictor import Predictor
+from vqa_engine.preprocess import load_image_tensor
 
 COLOURS = {
     "red": [(255, 0, 0), (200, 20, 30)],
@@ -93,7 +90,7 @@ def measure(package_dir: Path, rows: list[tuple[bytes, str, str]]) -> dict[str, 
                 answered += 1
                 answered_right += prediction.answer == truth
     return {
-        "package": str(package_dir),
+        "package": shown(package_dir),
         "pictures": len(rows),
         "questions": n,
         "accuracy": right / n,
@@ -103,8 +100,10 @@ def measure(package_dir: Path, rows: list[tuple[bytes, str, str]]) -> dict[str, 
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("packages", type=Path, nargs="*", help="model packages (default: the bundled one)")
+    packages = parser.parse_args().packages or [BUNDLED_MODEL]
     torch.set_num_threads(2)
-    packages = [Path(a) for a in sys.argv[1:]] or [ROOT / "models" / "easy-vqa-film"]
     rows = pictures()
     results = [measure(p, rows) for p in packages]
     print(f"{'package':40} {'accuracy':>9} {'answered':>9} {'wrong of answered':>18}")
@@ -113,9 +112,7 @@ def main() -> None:
             f"{str(r['package'])[-40:]:40} {r['accuracy']:>9.1%} {r['answered']:>9.1%} "
             f"{r['wrong_among_answered']:>18.2%}"
         )
-    out = ROOT / "benchmarks" / "results" / "other_renderer.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_result(result_path("other_renderer"), results)
 
 
 if __name__ == "__main__":

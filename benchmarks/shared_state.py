@@ -1,11 +1,11 @@
 """Shared state in Redis, several processes, webhooks: what they cost and what they give, in one run.
 
-    python benchmarks/shared_state.py [--users 40] [--questions 600] [--rounds 3]
+    python -m benchmarks.shared_state [--users 40] [--questions 600] [--rounds 3]
 
 Needs Debian's ``redis-server`` (started here on a free loopback port). Three measurements:
 
 1. Redis's cost per question: the chat core with this process's memory and with Redis (built by
-   ``main.build_state``, as ``python main.py`` builds them), around the same engine and bundled
+   ``service.state.build_state``, as ``python main.py`` builds them), around the same engine and bundled
    model, questions alternating between the two, one at a time; every image's bytes are unique, so
    each question takes every state call (per-user count in and out, rate limit, follow-up memory,
    the shared cache's miss and write) and a forward pass.
@@ -26,12 +26,9 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import io
 import itertools
-import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -39,47 +36,26 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import aiohttp
+from aiohttp import web
 
-import aiohttp  # noqa: E402
-import easy_vqa  # noqa: E402
-from aiohttp import web  # noqa: E402
-from PIL import Image, PngImagePlugin  # noqa: E402
+from benchmarks.common import BUNDLED_MODEL, Jobs, percentile, result_path, write_result
+from benchmarks.processes import inherited_env, start_main
+from benchmarks.workloads import unique_jobs
+from bots.core import ChatCore
+from bots.events import ChatEvent, ImageRef
+from bots.prediction_log import PredictionLog
+from config import Settings, load_settings
+from service.builders import build_core
+from service.state import build_state, memory_state
+from tests.fake_telegram import FakeTelegram
+from tests.loopback import free_port
+from tests.redis_server import RedisServer
+from vqa_engine.modular.package import load_package
+from vqa_engine.serving.engine import EngineOptions, VQAEngine
 
-import main  # noqa: E402
-from bots.core import ChatCore  # noqa: E402
-from bots.events import ChatEvent, ImageRef  # noqa: E402
-from bots.prediction_log import PredictionLog  # noqa: E402
-from config import Settings, load_settings  # noqa: E402
-from tests.fake_telegram import FakeTelegram  # noqa: E402
-from tests.redis_server import RedisServer, free_port  # noqa: E402
-from vqa_engine.modular.package import load_package  # noqa: E402
-from vqa_engine.serving.engine import EngineOptions, VQAEngine  # noqa: E402
-
-MODEL = ROOT / "models" / "easy-vqa-film"
 PATH = "/telegram/updates"
 SECRET = "benchmark-secret-0123456789abcdef"
-
-
-def workload(n: int, salt: str) -> list[tuple[bytes, str]]:
-    """``n`` (unique PNG bytes, question) pairs from the easy-VQA test split."""
-    questions, _, ids = easy_vqa.get_test_questions()
-    paths = easy_vqa.get_test_image_paths()
-    jobs = []
-    for i in range(n):
-        image = Image.open(paths[ids[i % len(ids)]]).convert("RGB")
-        info = PngImagePlugin.PngInfo()
-        info.add_text("n", f"{salt}-{i}")  # unique bytes, same pixels
-        buf = io.BytesIO()
-        image.save(buf, format="PNG", pnginfo=info)
-        jobs.append((buf.getvalue(), questions[i % len(questions)]))
-    return jobs
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
 # -- 1. Redis's cost per question ------------------------------------------------------------------
@@ -93,7 +69,7 @@ async def state_overhead(redis: RedisServer, questions: int, tmp: Path) -> dict[
         rate_limit="1000000/minute",
         prediction_log=tmp / "overhead.jsonl",
     )
-    jobs = workload(2 * questions + 40, "overhead")
+    jobs = unique_jobs(2 * questions + 40, "overhead")
     images: dict[str, bytes] = {}
 
     async def fetch(image: ImageRef) -> bytes:
@@ -104,8 +80,8 @@ async def state_overhead(redis: RedisServer, questions: int, tmp: Path) -> dict[
         return ChatEvent("telegram", user, "private", True, user, True, fetch, text=question,
                          images=(ImageRef(f"img{n}", mime_type="image/png"),))  # fmt: skip
 
-    memory_state = main.memory_state(settings)
-    redis_state = main.build_state(settings)
+    in_memory = memory_state(settings)
+    redis_state = build_state(settings)
     assert redis_state.link is not None
     await redis_state.link.start()
     latencies: dict[str, list[float]] = {"memory": [], "redis": []}
@@ -113,11 +89,11 @@ async def state_overhead(redis: RedisServer, questions: int, tmp: Path) -> dict[
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(redis_state.link.close)
         cores: dict[str, ChatCore] = {}
-        for name, state in (("memory", memory_state), ("redis", redis_state)):
-            engine = VQAEngine(lambda: load_package(MODEL), options=options, shared_cache=state.cache)
+        for name, state in (("memory", in_memory), ("redis", redis_state)):
+            engine = VQAEngine(lambda: load_package(BUNDLED_MODEL), options=options, shared_cache=state.cache)
             await stack.enter_async_context(engine)
             log = stack.enter_context(PredictionLog(tmp / f"{name}.jsonl", salt="bench"))
-            cores[name] = main.build_core(settings, engine, log, state=state, platforms=tuple)
+            cores[name] = build_core(settings, engine, log, state=state, platforms=tuple)
         for n, (image, _) in enumerate(jobs):
             images[f"img{n}"] = image
         for n in range(40):  # warm-up: threads, connections, scripts
@@ -190,24 +166,24 @@ async def bot_process(
     name: str, fake: FakeTelegram, tmp: Path, redis: RedisServer, *, torch_threads: int, **env: str
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """``python main.py`` with this Bot API fake and Redis; its stderr goes to a file."""
-    full = {k: v for k, v in os.environ.items() if not k.endswith("_TOKEN")}
-    full |= fake.env() | {
-        "REDIS_URL": redis.url,
-        "RATE_LIMIT": "1000000/minute",
-        "TELEGRAM_FLOOD_LIMIT": "100000",
-        "PREDICTION_LOG": str(tmp / f"{name}.jsonl"),
-        "LOG_LEVEL": "INFO",
-        "DEVICE": "cpu",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "WEB_HOST": "127.0.0.1",
-        "TORCH_THREADS": str(torch_threads),
-        **env,
-    }
+    full = (
+        inherited_env()
+        | fake.env()
+        | {
+            "REDIS_URL": redis.url,
+            "RATE_LIMIT": "1000000/minute",
+            "TELEGRAM_FLOOD_LIMIT": "100000",
+            "PREDICTION_LOG": str(tmp / f"{name}.jsonl"),
+            "LOG_LEVEL": "INFO",
+            "DEVICE": "cpu",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "WEB_HOST": "127.0.0.1",
+            "TORCH_THREADS": str(torch_threads),
+            **env,
+        }
+    )
     with (tmp / f"{name}.log").open("wb") as log:
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "main.py"), env=full, cwd=tmp, stdin=asyncio.subprocess.DEVNULL,
-            stdout=log, stderr=log,
-        )  # fmt: skip
+        child = await start_main(env=full, cwd=tmp, stdout=log, stderr=log)
         try:
             yield child
         finally:
@@ -216,9 +192,7 @@ async def bot_process(
             await asyncio.wait_for(child.wait(), 60)
 
 
-async def closed_loop(
-    fake: FakeTelegram, jobs: list[tuple[bytes, str]], users: int, first: int
-) -> dict[str, Any]:
+async def telegram_users(fake: FakeTelegram, jobs: Jobs, users: int, first: int) -> dict[str, Any]:
     """Users each asking their next photo question when the last is answered."""
     per_user = [jobs[u::users] for u in range(users)]
     sent: list[tuple[int, int]] = []
@@ -245,7 +219,7 @@ async def closed_loop(
 
 async def in_turn(fakes: dict[str, FakeTelegram], questions: int) -> dict[str, Any]:
     """One user, one question at a time, alternating between the bots: update-to-reply latency."""
-    jobs = workload(questions * len(fakes), "latency")
+    jobs = unique_jobs(questions * len(fakes), "latency")
     latency: dict[str, list[float]] = {name: [] for name in fakes}
     chat = 90_000
     for n, (image, question) in enumerate(jobs):
@@ -302,6 +276,37 @@ async def start_deployment(
         )
 
 
+#: (name in the results, deployment, every update to all its replicas)
+RUNS = [
+    ("single", "single", False),
+    ("pair", "pair", False),
+    ("pair, every update to both", "pair", True),
+    ("single, TORCH_THREADS=0", "single-torch-default", False),
+    ("pair, TORCH_THREADS=0", "pair-torch-default", False),
+]
+
+
+async def throughput_rounds(
+    deployments: dict[str, Deployment], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Every run of ``RUNS`` in turn, ``args.rounds`` times, after a warm-up of each deployment."""
+    for name in ("single", "pair", "single-torch-default", "pair-torch-default"):  # warm-up
+        await telegram_users(
+            deployments[name].fake, unique_jobs(4 * args.users, f"warm-{name}"), args.users, 5_000
+        )
+    rounds: list[dict[str, Any]] = []
+    for number in range(args.rounds):
+        row: dict[str, Any] = {}
+        for n, (run_name, name, duplicate) in enumerate(RUNS):
+            deployment = deployments[name]
+            deployment.balancer.duplicate = duplicate
+            jobs = unique_jobs(args.questions, f"{run_name}-{number}")
+            first = 10_000 + 1_000 * (number * len(RUNS) + n)  # chats of their own
+            row[run_name] = await telegram_users(deployment.fake, jobs, args.users, first)
+        rounds.append(row)
+    return rounds
+
+
 async def processes(redis: RedisServer, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     deployments = {
         d.name: d
@@ -321,27 +326,7 @@ async def processes(redis: RedisServer, args: argparse.Namespace, tmp: Path) -> 
                 await deployment.fake.wait_for_calls("getUpdates", timeout=300)
             else:
                 await deployment.fake.wait_for_calls("setWebhook", deployment.processes, timeout=300)
-        runs = [
-            ("single", "single", False),
-            ("pair", "pair", False),
-            ("pair, every update to both", "pair", True),
-            ("single, TORCH_THREADS=0", "single-torch-default", False),
-            ("pair, TORCH_THREADS=0", "pair-torch-default", False),
-        ]
-        for name in ("single", "pair", "single-torch-default", "pair-torch-default"):  # warm-up
-            await closed_loop(
-                deployments[name].fake, workload(4 * args.users, f"warm-{name}"), args.users, 5_000
-            )
-        rounds: list[dict[str, Any]] = []
-        for number in range(args.rounds):
-            row: dict[str, Any] = {}
-            for n, (run_name, name, duplicate) in enumerate(runs):
-                deployment = deployments[name]
-                deployment.balancer.duplicate = duplicate
-                jobs = workload(args.questions, f"{run_name}-{number}")
-                first = 10_000 + 1_000 * (number * len(runs) + n)  # chats of their own
-                row[run_name] = await closed_loop(deployment.fake, jobs, args.users, first)
-            rounds.append(row)
+        rounds = await throughput_rounds(deployments, args)
         # latency: Telegram straight to the process (no balancer), as polling has none
         webhook, single = deployments["single"].fake.webhook, deployments["single"]
         assert webhook is not None
@@ -410,7 +395,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main_() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=40)
     parser.add_argument("--questions", type=int, default=600, help="photo questions per throughput run")
@@ -420,12 +405,12 @@ def main_() -> None:
     parser.add_argument(
         "--torch-threads", type=int, default=1, help="TORCH_THREADS of every bot process (0: torch's default)"
     )
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "shared_state.json")
+    parser.add_argument("--output", type=Path, default=result_path("shared_state"))
     args = parser.parse_args()
     result = asyncio.run(run(args))
     report(result)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":
-    main_()
+    main()

@@ -1,7 +1,7 @@
 """Optional speed-ups for the engine, measured before any is offered: ``torch.compile`` and
 dynamic int8 quantization, against the plain model, on speed and on test accuracy, in one run.
 
-    python benchmarks/speedups.py [--batch 32] [--seconds 3] [--limit 0]
+    python -m benchmarks.speedups [--batch 32] [--seconds 3] [--limit 0]
 
 A variant is worth a setting only if it is faster at the engine's batch sizes and loses no
 accuracy. Prints a table; writes ``benchmarks/results/speedups.json``.
@@ -11,25 +11,21 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import torch
+from torch import nn
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from vqa_engine.modular.package import ModelPackage, load_package  # noqa: E402
-from vqa_engine.modular.predictor import Predictor  # noqa: E402
-from vqa_engine.tools.easyvqa import load_split  # noqa: E402
-
-MODEL = ROOT / "models" / "easy-vqa-film"
+from benchmarks.common import BUNDLED_MODEL, result_path, write_result
+from vqa_engine.modular.package import ModelPackage, load_package
+from vqa_engine.modular.predictor import Predictor
+from vqa_engine.tools.easyvqa import Split, load_split
 
 
 def quantized(package: ModelPackage, layers: set[type[nn.Module]]) -> nn.Module:
@@ -69,6 +65,43 @@ def rate(predictor: Predictor, images: torch.Tensor, questions: list[str], secon
     return statistics.median(slices)
 
 
+def prepare(
+    variants: dict[str, Callable[[], nn.Module]], base: ModelPackage, data: Split, batches: list[int]
+) -> tuple[dict[str, Predictor], list[dict[str, object]]]:
+    """A predictor per variant, run once at each batch size (``torch.compile`` compiles then),
+    and a row per variant with the seconds that took."""
+    predictors: dict[str, Predictor] = {}
+    rows: list[dict[str, object]] = []
+    for name, build in variants.items():
+        started = time.perf_counter()
+        package = copy.copy(base)
+        package.model = build()  # type: ignore[assignment]
+        predictors[name] = Predictor(package)
+        for batch in batches:
+            predictors[name].probabilities(data.images[data.image_rows[:batch]], data.questions[:batch])
+        rows.append({"variant": name, "prepare_s": time.perf_counter() - started})
+    return predictors, rows
+
+
+def report(rows: list[dict[str, Any]], batches: list[int]) -> None:
+    """The table, and each row's speed beside the plain model's (added to the rows)."""
+    plain = rows[0]
+    print(
+        f"{'variant':<16} "
+        + " ".join(f"{'batch ' + str(b) + '/s':>12} {'vs plain':>8}" for b in batches)
+        + f" {'accuracy':>9} {'prepare s':>9}"
+    )
+    for row in rows:
+        cells = []
+        for b in batches:
+            key = f"per_s_batch_{b}"
+            cells.append(f"{row[key]:>12.0f} {row[key] / plain[key]:>7.2f}x")
+            row[f"vs_plain_batch_{b}"] = row[key] / plain[key]
+        print(
+            f"{row['variant']:<16} " + " ".join(cells) + f" {row['accuracy']:>9.4%} {row['prepare_s']:>9.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
@@ -76,10 +109,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="test questions for accuracy (0: all)")
     parser.add_argument("--variants", nargs="+", help="a subset, by name (default: all)")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions of the speed runs")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "speedups.json")
+    parser.add_argument("--output", type=Path, default=result_path("speedups"))
     args = parser.parse_args()
 
-    base = load_package(MODEL)
+    base = load_package(BUNDLED_MODEL)
     variants: dict[str, Callable[[], nn.Module]] = {
         "plain": lambda: base.model,
         "torch.compile": lambda: compiled(base),
@@ -89,16 +122,7 @@ def main() -> None:
     if args.variants:
         variants = {name: variants[name] for name in ["plain", *args.variants] if name in variants}
     data = load_split("test", base.config, progress=False)
-    predictors: dict[str, Predictor] = {}
-    rows: list[dict[str, object]] = []
-    for name, build in variants.items():
-        started = time.perf_counter()
-        package = copy.copy(base)
-        package.model = build()  # type: ignore[assignment]
-        predictors[name] = Predictor(package)
-        for batch in args.batch:  # compiles here for torch.compile
-            predictors[name].probabilities(data.images[data.image_rows[:batch]], data.questions[:batch])
-        rows.append({"variant": name, "prepare_s": time.perf_counter() - started})
+    predictors, rows = prepare(variants, base, data, args.batch)
     samples: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.rounds):  # interleaved, so the machine's noise hits every variant alike
         for name, predictor in predictors.items():
@@ -112,25 +136,8 @@ def main() -> None:
             row[f"per_s_batch_{batch}"] = statistics.median(samples[(name, batch)])
         row["accuracy"] = accuracy(predictors[name], args.limit)
         print(f"{name}: {row}", file=sys.stderr)
-
-    plain = rows[0]
-    print(
-        f"{'variant':<16} "
-        + " ".join(f"{'batch ' + str(b) + '/s':>12} {'vs plain':>8}" for b in args.batch)
-        + f" {'accuracy':>9} {'prepare s':>9}"
-    )
-    for row in rows:
-        cells = []
-        for b in args.batch:
-            key = f"per_s_batch_{b}"
-            cells.append(f"{row[key]:>12.0f} {row[key] / plain[key]:>7.2f}x")  # type: ignore[operator]
-            row[f"vs_plain_batch_{b}"] = row[key] / plain[key]  # type: ignore[operator]
-        print(
-            f"{row['variant']:<16} " + " ".join(cells) + f" {row['accuracy']:>9.4%} {row['prepare_s']:>9.1f}"
-        )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2) + "\n")
-    print(f"\nwrote {args.output}")
+    report(rows, args.batch)
+    write_result(args.output, {"torch": torch.__version__, "rows": rows})
 
 
 if __name__ == "__main__":

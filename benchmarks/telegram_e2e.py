@@ -1,7 +1,7 @@
 """Telegram end to end: simulated users sending photo questions through the real
 python-telegram-bot and a loopback Bot API, against the engine alone, in one run.
 
-    python benchmarks/telegram_e2e.py [--users 200] [--questions 1000]
+    python -m benchmarks.telegram_e2e [--users 200] [--questions 1000]
 
 Each user sends its next photo (with the question as caption) when the previous answer arrives.
 Every photo's bytes are unique (same pixels, a different PNG text chunk), so neither the
@@ -20,93 +20,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import io
 import json
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import easy_vqa  # noqa: E402
-from PIL import Image, PngImagePlugin  # noqa: E402
-
-from bots.core import ChatCore  # noqa: E402
-from bots.memory import ImageMemory  # noqa: E402
-from bots.prediction_log import PredictionLog  # noqa: E402
-from bots.ratelimit import MemoryRateLimiter  # noqa: E402
-from bots.telegram_bot import TelegramAdapter  # noqa: E402
-from bots.user_queue import UserQueue  # noqa: E402
-from tests.fake_telegram import FakeTelegram  # noqa: E402
-from vqa_engine import Prediction  # noqa: E402
-from vqa_engine.modular.package import load_package  # noqa: E402
-from vqa_engine.serving.engine import EngineOptions, EngineStats, VQAEngine  # noqa: E402
-
-MODEL = ROOT / "models" / "easy-vqa-film"
-
-
-class TimedEngine:
-    """The engine, recording how long each question spent inside ``answer`` (by image digest)."""
-
-    def __init__(self, engine: VQAEngine) -> None:
-        self.engine = engine
-        self.inside: dict[str, float] = {}
-
-    async def answer(self, image: bytes, question: str, *, top_k: int | None = None) -> Prediction:
-        started = time.perf_counter()
-        try:
-            return await self.engine.answer(image, question, top_k=top_k)
-        finally:
-            self.inside[digest(image)] = time.perf_counter() - started
-
-    def stats(self) -> EngineStats:
-        return self.engine.stats()
-
-
-def digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def workload(n: int) -> list[tuple[bytes, str]]:
-    """``n`` (unique PNG bytes, question) pairs from the easy-VQA test split."""
-    questions, _, ids = easy_vqa.get_test_questions()
-    paths = easy_vqa.get_test_image_paths()
-    jobs = []
-    for i in range(n):
-        image = Image.open(paths[ids[i % len(ids)]]).convert("RGB")
-        info = PngImagePlugin.PngInfo()
-        info.add_text("n", str(i))  # unique bytes, same pixels
-        buf = io.BytesIO()
-        image.save(buf, format="PNG", pnginfo=info)
-        jobs.append((buf.getvalue(), questions[i % len(questions)]))
-    return jobs
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+from benchmarks.chat import TimedEngine, chat_core
+from benchmarks.common import BUNDLED_MODEL, Jobs, percentile, result_path, write_result
+from benchmarks.load import answer_all
+from benchmarks.processes import Helper, Parent
+from benchmarks.workloads import digest, unique_jobs
+from bots.prediction_log import PredictionLog
+from bots.telegram_bot import TelegramAdapter
+from tests.fake_telegram import FakeTelegram
+from vqa_engine.modular.package import load_package
+from vqa_engine.serving.engine import EngineOptions, VQAEngine
 
 
 async def simulate_users(users: int, questions: int) -> None:
-    """Child process: the fake Bot API and the users, apart from the bot's process (as Telegram's
-    servers and users would be). Prints the fake's address, waits for "go" on stdin, then prints
-    one JSON line with every question's latency and reply count."""
-    jobs = workload(questions)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    """Helper process: the fake Bot API and the users, apart from the bot's process (as Telegram's
+    servers and users would be). Tells the fake's address, waits for "go", then, once the bot has
+    stopped, tells every question's latency and reply count."""
+    jobs = unique_jobs(questions)
+    parent = await Parent.connect()
     async with FakeTelegram() as fake:
         fake.validate_updates = False  # the same well-formed photo update each time; saves CPU
-        print(
-            json.dumps({"token": fake.token, "base_url": fake.base_url, "base_file_url": fake.base_file_url})
-        )
-        sys.stdout.flush()
-        await reader.readline()  # "go": the bot is polling
+        parent.tell({"token": fake.token, "base_url": fake.base_url, "base_file_url": fake.base_file_url})
+        await parent.wait()  # "go": the bot is polling
         sent: list[tuple[int, int, str]] = []  # (chat, message id, image digest)
         latency: dict[str, float] = {}  # image digest -> seconds from queued update to reply
         per_user = [jobs[u::users] for u in range(users)]
@@ -122,14 +65,12 @@ async def simulate_users(users: int, questions: int) -> None:
         started, cpu_started = time.perf_counter(), time.process_time()
         await asyncio.gather(*(user(u) for u in range(users)))
         elapsed = time.perf_counter() - started
-        print(json.dumps({"done": True}))
-        sys.stdout.flush()
-        await reader.readline()  # "stopped": every reply the bot will ever send is in
+        parent.tell({"done": True})
+        await parent.wait()  # "stopped": every reply the bot will ever send is in
         replies = Counter((s.chat_id, s.reply_to_message_id) for s in fake.sent)
         counts = Counter(replies.get((chat, mid), 0) for chat, mid, _ in sent)
         cpu_s = time.process_time() - cpu_started
-        print(json.dumps({"elapsed": elapsed, "latency": latency, "reply_counts": counts, "cpu_s": cpu_s}))
-        sys.stdout.flush()
+        parent.tell({"elapsed": elapsed, "latency": latency, "reply_counts": counts, "cpu_s": cpu_s})
 
 
 async def through_telegram(
@@ -141,30 +82,15 @@ async def through_telegram(
     log_dir: Path,
     flood_limit: float = 30.0,
 ) -> dict[str, object]:
+    """The questions of ``users`` helper-process users through the bot; its figures."""
     timed = TimedEngine(engine)
     prediction_log = PredictionLog(log_dir / "predictions.jsonl", salt="bench")
-    core = ChatCore(
-        timed,  # type: ignore[arg-type]
-        limiter=MemoryRateLimiter("100000/minute"),
-        queue=UserQueue(),  # the benchmark measures throughput, not the limit
-        prediction_log=prediction_log,
-        memory=ImageMemory(),
+    helper = await Helper.start(
+        "benchmarks.telegram_e2e", "--simulate-users", "--users", str(users), "--questions", str(questions)
     )
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        __file__,
-        "--simulate-users",
-        "--users",
-        str(users),
-        "--questions",
-        str(questions),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert child.stdin is not None and child.stdout is not None
-    fake = json.loads(await child.stdout.readline())
+    fake = await helper.read()
     adapter = TelegramAdapter(
-        core,
+        chat_core(timed, prediction_log),
         token=fake["token"],
         base_url=fake["base_url"],
         base_file_url=fake["base_file_url"],
@@ -175,21 +101,24 @@ async def through_telegram(
     )
     await adapter.start()
     loop_cpu, process_cpu = time.thread_time(), time.process_time()
-    child.stdin.write(b"go\n")
-    await child.stdin.drain()
-    await child.stdout.readline()  # {"done": true}: every user has had every answer
+    await helper.say("go")
+    await helper.read()  # {"done": true}: every user has had every answer
     loop_cpu, process_cpu = time.thread_time() - loop_cpu, time.process_time() - process_cpu
     await adapter.stop()
-    child.stdin.write(b"stopped\n")
-    await child.stdin.drain()
-    result = json.loads(await child.stdout.readline())
-    await child.wait()
+    await helper.say("stopped")
+    result = await helper.last()
     prediction_log.close()
+    return summarise(result, timed, log_dir / "predictions.jsonl", loop_cpu, process_cpu)
+
+
+def summarise(
+    result: dict[str, Any], timed: TimedEngine, log: Path, loop_cpu: float, process_cpu: float
+) -> dict[str, object]:
+    """One run's figures from the helper's latencies and reply counts, the time inside the engine
+    and the prediction log."""
     overhead = [seconds - timed.inside[d] for d, seconds in result["latency"].items() if d in timed.inside]
     counts = {int(k): v for k, v in result["reply_counts"].items()}
-    outcomes = Counter(
-        json.loads(line)["outcome"] for line in (log_dir / "predictions.jsonl").read_text().splitlines()
-    )
+    outcomes = Counter(json.loads(line)["outcome"] for line in log.read_text().splitlines())
     e2e = list(result["latency"].values())
     answered = sum(v for k, v in counts.items() if k >= 1)
     return {
@@ -214,34 +143,23 @@ async def through_telegram(
     }
 
 
-async def engine_alone(engine: VQAEngine, jobs: list[tuple[bytes, str]], users: int) -> dict[str, object]:
-    per_user = [jobs[u::users] for u in range(users)]
-    latencies: list[float] = []
-
-    async def user(number: int) -> None:
-        for image, question in per_user[number]:
-            started = time.perf_counter()
-            await engine.answer(image, question)
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(user(u) for u in range(users)))
-    elapsed = time.perf_counter() - started
+async def engine_alone(engine: VQAEngine, jobs: Jobs, users: int) -> dict[str, object]:
+    load = await answer_all(engine.answer, jobs, users)
     return {
-        "answered_per_s": len(latencies) / elapsed,
-        "latency_p50_ms": percentile(latencies, 0.5) * 1000,
-        "latency_p95_ms": percentile(latencies, 0.95) * 1000,
+        "answered_per_s": load.per_s,
+        "latency_p50_ms": load.latency_ms(0.5),
+        "latency_p95_ms": load.latency_ms(0.95),
     }
 
 
 async def run(
     users: int, questions: int, concurrency: int, rounds: int, pool: int = 32, flood_limit: float = 30.0
 ) -> dict[str, object]:
-    jobs = workload(questions)
+    jobs = unique_jobs(questions)
     options = EngineOptions(cache_size=0, max_queue=4096)
     results: list[tuple[dict[str, object], dict[str, object]]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        async with VQAEngine(lambda: load_package(MODEL), options=options) as engine:
+        async with VQAEngine(lambda: load_package(BUNDLED_MODEL), options=options) as engine:
             await engine_alone(engine, jobs[:100], 20)  # warm threads
             for number in range(rounds):  # interleaved
                 alone = await engine_alone(engine, jobs, users)
@@ -272,7 +190,7 @@ async def run(
     }
 
 
-def report(result: dict) -> None:  # type: ignore[type-arg]
+def report(result: dict[str, Any]) -> None:
     print(
         f"{result['users']} users, {result['questions']} photo questions, concurrent updates "
         f"{result['concurrent_updates']}, flood limit {result['flood_limit_per_s']:g}/s"
@@ -320,7 +238,7 @@ def main() -> None:
         default=True,
         help="the bot on uvloop, as main.py runs",
     )
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "telegram_e2e.json")
+    parser.add_argument("--output", type=Path, default=result_path("telegram_e2e"))
     args = parser.parse_args()
     if args.simulate_users:
         asyncio.run(simulate_users(args.users, args.questions))
@@ -333,9 +251,7 @@ def main() -> None:
         run(args.users, args.questions, args.concurrent_updates, args.rounds, args.pool, args.flood_limit)
     )
     report(result)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.output}")
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":

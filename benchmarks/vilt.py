@@ -1,6 +1,6 @@
 """A full-size ViLT through the engine, in float32 and with QUANTIZE=int8, in one run.
 
-    python benchmarks/vilt.py [--seconds 8] [--clients 16] [--rounds 4]
+    python -m benchmarks.vilt [--seconds 8] [--clients 16] [--rounds 4]
 
 The model has the shapes and processor settings of ``dandelin/vilt-b32-finetuned-vqa`` (ViLT-B/32,
 3,129 answers, 117.6 M parameters, images resized to a 384-pixel shorter side) with random weights:
@@ -43,8 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import ROOT, Jobs, percentile, result_path, write_result
+from benchmarks.load import Ask, closed_loop, loop_lag
 
 QUESTIONS = [
     "what color is the car parked on the left side of the street?",
@@ -102,72 +102,33 @@ def photos(n: int, size: int = 384) -> list[bytes]:
     return out
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
-async def drive(ask: Any, jobs: list[tuple[bytes, str]], clients: int, seconds: float) -> dict[str, float]:
+async def drive(ask: Ask, jobs: Jobs, clients: int, seconds: float) -> dict[str, float]:
     """Closed-loop clients for ``seconds`` (each finishes its last question); loop lag meanwhile."""
-    latencies: list[float] = []
-    lags: list[float] = []
-    stop = time.perf_counter() + seconds
-    done = asyncio.Event()
-
-    async def client(offset: int) -> None:
-        i = offset
-        while time.perf_counter() < stop:
-            image, question = jobs[i % len(jobs)]
-            started = time.perf_counter()
-            await ask(image, question)
-            latencies.append(time.perf_counter() - started)
-            i += clients
-
-    async def monitor() -> None:
-        while not done.is_set():
-            before = time.perf_counter()
-            await asyncio.sleep(0.001)
-            lags.append(time.perf_counter() - before - 0.001)
-
-    watcher = asyncio.create_task(monitor())
-    started, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(client(c) for c in range(clients)))
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    done.set()
-    await watcher
+    load = await closed_loop(ask, jobs, clients, seconds, watch_lag=True)
     return {
-        "per_s": len(latencies) / elapsed,
-        "per_cpu_s": len(latencies) / cpu,  # questions per second of this process's CPU time
-        "answered": len(latencies),
-        "p50_ms": percentile(latencies, 0.5) * 1000,
-        "p95_ms": percentile(latencies, 0.95) * 1000,
-        "loop_lag_p99_ms": percentile(lags, 0.99) * 1000,
-        "loop_lag_max_ms": max(lags) * 1000,
+        "per_s": load.per_s,
+        "per_cpu_s": load.per_cpu_s,  # questions per second of this process's CPU time
+        "answered": len(load.latencies),
+        "p50_ms": load.latency_ms(0.5),
+        "p95_ms": load.latency_ms(0.95),
+        "loop_lag_p99_ms": load.lag_ms(0.99),
+        "loop_lag_max_ms": max(load.lags) * 1000,
     }
 
 
 async def idle_lag(seconds: float) -> dict[str, float]:
     """How late a 1 ms timer fires with nothing else in this process: the machine's own share."""
-
-    lags = []
-    stop = time.perf_counter() + seconds
-    while time.perf_counter() < stop:
-        before = time.perf_counter()
-        await asyncio.sleep(0.001)
-        lags.append(time.perf_counter() - before - 0.001)
+    async with loop_lag() as lags:
+        await asyncio.sleep(seconds)
     return {"loop_lag_p99_ms": percentile(lags, 0.99) * 1000, "loop_lag_max_ms": max(lags) * 1000}
 
 
-async def measure(folder: Path, seconds: float, clients: int, rounds: int) -> dict[str, Any]:
-    """Both variants in this process, measured in turn ``rounds`` times."""
-    import torch
-
+async def start_variants(folder: Path, clients: int, images: list[bytes]) -> dict[str, Any]:
+    """Per variant (float32, int8): its backend, a started engine on it, and 16 prepared inputs."""
     from vqa_engine.loading.loader import load_backend
     from vqa_engine.options import ModelOptions
     from vqa_engine.serving.engine import EngineOptions, VQAEngine
 
-    images = photos(64)
-    jobs = [(images[i], QUESTIONS[i % len(QUESTIONS)]) for i in range(len(images))]
     variants: dict[str, Any] = {}
     for quantize in ("none", "int8"):
         options = ModelOptions.model_validate(
@@ -177,40 +138,51 @@ async def measure(folder: Path, seconds: float, clients: int, rounds: int) -> di
         engine = VQAEngine(constant(backend), options=EngineOptions(max_batch_size=clients, cache_size=0))
         await engine.start()
         variants[quantize] = (backend, engine, [backend.preprocess(image) for image in images[:16]])
+    return variants
+
+
+async def one_round(
+    backend: Any, engine: Any, inputs: list[object], jobs: Jobs, clients: int, seconds: float
+) -> dict[str, Any]:
+    """Every measurement of one variant, once."""
+    image = jobs[0][0]
+
+    async def naive(image: bytes, question: str) -> object:
+        return await asyncio.to_thread(backend.predict, image, question)
+
+    single = timed(lambda: backend.predict_batch([inputs[0]], [QUESTIONS[0]], top_k=3), 4)
+    prepare = timed(lambda: backend.preprocess(image), 8)
+    before = engine.stats()
+    eng = await drive(engine.answer, jobs, clients, seconds)
+    after = engine.stats()
+    mean_batch = (after.requests["answered"] - before.requests["answered"]) / max(
+        1, after.batches - before.batches
+    )
+    return {
+        "batch1": single,
+        "prepare": prepare,
+        "engine": eng,
+        "engine_mean_batch": mean_batch,
+        "naive": await drive(naive, jobs, clients, seconds),
+        "raw": raw_rate(backend, inputs, max(1, round(mean_batch)), seconds / 2),
+        "idle": await idle_lag(seconds / 4),
+    }
+
+
+async def measure(folder: Path, seconds: float, clients: int, rounds: int) -> dict[str, Any]:
+    """Both variants in this process, measured in turn ``rounds`` times."""
+    import torch
+
+    images = photos(64)
+    jobs = [(images[i], QUESTIONS[i % len(QUESTIONS)]) for i in range(len(images))]
+    variants = await start_variants(folder, clients, images)
     results: dict[str, list[dict[str, Any]]] = {q: [] for q in variants}
     try:
         for _, engine, _ in variants.values():  # warm the threads and allocator
             await drive(engine.answer, jobs, clients, 2.0)
         for _ in range(rounds):
             for quantize, (backend, engine, inputs) in variants.items():
-
-                async def naive(image: bytes, question: str, backend: Any = backend) -> object:
-                    return await asyncio.to_thread(backend.predict, image, question)
-
-                single = timed(
-                    lambda b=backend, x=inputs: b.predict_batch([x[0]], [QUESTIONS[0]], top_k=3), 4
-                )
-                prepare = timed(lambda b=backend: b.preprocess(images[0]), 8)
-                before = engine.stats()
-                eng = await drive(engine.answer, jobs, clients, seconds)
-                after = engine.stats()
-                mean_batch = (after.requests["answered"] - before.requests["answered"]) / max(
-                    1, after.batches - before.batches
-                )
-                nai = await drive(naive, jobs, clients, seconds)
-                raw = raw_rate(backend, inputs, max(1, round(mean_batch)), seconds / 2)
-                idle = await idle_lag(seconds / 4)
-                results[quantize].append(
-                    {
-                        "batch1": single,
-                        "prepare": prepare,
-                        "engine": eng,
-                        "engine_mean_batch": mean_batch,
-                        "naive": nai,
-                        "raw": raw,
-                        "idle": idle,
-                    }
-                )
+                results[quantize].append(await one_round(backend, engine, inputs, jobs, clients, seconds))
     finally:
         for _, engine, _ in variants.values():
             await engine.close()
@@ -343,6 +315,32 @@ def report(result: dict[str, Any]) -> None:
         print(f"int8 / fp32, {key}: {value:.2f}x")
 
 
+def memory_in_children(folder: Path) -> dict[str, dict[str, float]]:
+    """Per variant, ``memory_child``'s figures from a process of its own."""
+    memory = {}
+    for quantize in ("none", "int8"):
+        command = [sys.executable, "-m", "benchmarks.vilt", "--memory-child", quantize]
+        done = subprocess.run(
+            [*command, "--model", str(folder)], capture_output=True, text=True, check=True, cwd=ROOT
+        )
+        memory[quantize] = json.loads(done.stdout.strip().splitlines()[-1])
+    return memory
+
+
+def int8_vs_fp32(variants: dict[str, Any], rounds: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    fp32, int8 = variants["none"], variants["int8"]
+    pairs = list(zip(rounds["none"], rounds["int8"], strict=True))
+    return {
+        "engine throughput (median of rounds)": statistics.median(
+            b["engine"]["per_s"] / a["engine"]["per_s"] for a, b in pairs
+        ),
+        "engine questions per CPU second": int8["engine_per_cpu_s"] / fp32["engine_per_cpu_s"],
+        "batch-1 speed": statistics.median(a["batch1"]["ms"] / b["batch1"]["ms"] for a, b in pairs),
+        "raw throughput": statistics.median(b["raw"]["per_s"] / a["raw"]["per_s"] for a, b in pairs),
+        "peak RSS": int8["rss_peak_mb"] / fp32["rss_peak_mb"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
@@ -352,7 +350,7 @@ def main() -> None:
         "--model", type=Path, default=None, help="a folder for the model (default: temporary)"
     )
     parser.add_argument("--memory-child", choices=("none", "int8"), default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "vilt.json")
+    parser.add_argument("--output", type=Path, default=result_path("vilt"))
     args = parser.parse_args()
     if args.memory_child is not None:
         print(json.dumps(memory_child(args.model, args.memory_child)))
@@ -361,17 +359,11 @@ def main() -> None:
         folder = args.model or Path(tmp) / "vilt-b32-vqa-random"
         if not (folder / "model.safetensors").is_file():
             build_model(folder)
-        memory = {}
-        for quantize in ("none", "int8"):
-            command = [sys.executable, __file__, "--memory-child", quantize, "--model", str(folder)]
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
-            memory[quantize] = json.loads(done.stdout.strip().splitlines()[-1])
+        memory = memory_in_children(folder)
         load_before = os.getloadavg()
         measured = asyncio.run(measure(folder, args.seconds, args.clients, args.rounds))
         load_after = os.getloadavg()
     variants = {q: {**summarise(rounds), **memory[q]} for q, rounds in measured["rounds"].items()}
-    fp32, int8 = variants["none"], variants["int8"]
-    pairs = list(zip(measured["rounds"]["none"], measured["rounds"]["int8"], strict=True))
     result = {
         "machine": f"{platform.machine()}, {measured['torch_threads']} torch threads",
         "parameters_m": measured["parameters_m"],
@@ -381,21 +373,11 @@ def main() -> None:
         "rounds": args.rounds,
         "load_average_before_after": [load_before, load_after],
         "variants": variants,
-        "int8_vs_fp32": {
-            "engine throughput (median of rounds)": statistics.median(
-                b["engine"]["per_s"] / a["engine"]["per_s"] for a, b in pairs
-            ),
-            "engine questions per CPU second": int8["engine_per_cpu_s"] / fp32["engine_per_cpu_s"],
-            "batch-1 speed": statistics.median(a["batch1"]["ms"] / b["batch1"]["ms"] for a, b in pairs),
-            "raw throughput": statistics.median(b["raw"]["per_s"] / a["raw"]["per_s"] for a, b in pairs),
-            "peak RSS": int8["rss_peak_mb"] / fp32["rss_peak_mb"],
-        },
+        "int8_vs_fp32": int8_vs_fp32(variants, measured["rounds"]),
         "raw_rounds": measured["rounds"],
     }
     report(result)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.output}")
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":

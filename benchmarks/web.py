@@ -1,6 +1,6 @@
 """The web front end against the engine alone, side by side in one run.
 
-    python benchmarks/web.py [--rounds 3] [--single 200] [--questions 1600] [--skip-rss]
+    python -m benchmarks.web [--rounds 3] [--single 200] [--questions 1600] [--skip-rss]
 
 - **Single question, p50**: one client asking one question at a time through ``POST
   /api/v1/answer`` (aiohttp), through the web app (Gradio's own client: upload, queue, result
@@ -10,8 +10,6 @@
   its own user) against 32 closed-loop callers of ``engine.answer``; ratio and errors.
 - **RSS**: ``python main.py`` with both bots (loopback Telegram and Discord) against the same with
   ``PORT`` set (web + both bots), after each platform answered.
-- **Install size**: the runtime install (requirements.txt's closure in this environment) against
-  the same with the CPU-only torch build in place of the CUDA one and its CUDA libraries.
 
 The server (uvicorn, the chat core, the engine with its cache off) runs in this process on uvloop,
 as ``python main.py`` runs it; the HTTP clients in a child process, as they would be elsewhere.
@@ -23,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.metadata
 import json
 import os
 import resource
@@ -37,32 +34,22 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import ROOT, Jobs, percentile, print_markdown_table, result_path, write_result
+from benchmarks.load import answer_all
+from benchmarks.processes import inherited_env, read_until, start_main
+from benchmarks.workloads import easy_vqa_jobs
+from tests.loopback import free_port
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 CLIENTS = 32
 KEYS = [f"client{n}:bench-key-{n:04d}-0123456789" for n in range(CLIENTS)]
 
 
-def workload(n: int) -> list[tuple[bytes, str]]:
-    """(PNG bytes, question) pairs from the easy-VQA test split."""
-    import easy_vqa
-
-    questions, _, ids = easy_vqa.get_test_questions()
-    paths = easy_vqa.get_test_image_paths()
-    return [(Path(paths[ids[i]]).read_bytes(), questions[i]) for i in range(n)]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
 # -- the client process -------------------------------------------------------------------------
 
 
-async def api_clients(url: str, jobs: list[tuple[bytes, str]], clients: int) -> dict[str, Any]:
+async def api_clients(url: str, jobs: Jobs, clients: int) -> dict[str, Any]:
     """``clients`` closed-loop clients, each with its own key, sharing ``jobs``."""
     import aiohttp
 
@@ -92,7 +79,7 @@ async def api_clients(url: str, jobs: list[tuple[bytes, str]], clients: int) -> 
     return {"latencies": latencies, "elapsed": elapsed, "errors": errors}
 
 
-async def page_client(url: str, jobs: list[tuple[bytes, str]]) -> dict[str, Any]:
+async def page_client(url: str, jobs: Jobs) -> dict[str, Any]:
     """One at a time through the web app's own route, as a page does: upload the image, join
     Gradio's queue, read the result stream (Gradio's documented HTTP API, /gradio_api/call/ask)."""
     import aiohttp
@@ -121,7 +108,7 @@ async def page_client(url: str, jobs: list[tuple[bytes, str]]) -> dict[str, Any]
     return {"latencies": latencies, "elapsed": sum(latencies), "errors": errors}
 
 
-def gradio_client(url: str, jobs: list[tuple[bytes, str]]) -> dict[str, Any]:
+def gradio_client(url: str, jobs: Jobs) -> dict[str, Any]:
     """One at a time through Gradio's client, as the page asks."""
     from gradio_client import Client, handle_file
 
@@ -145,7 +132,7 @@ def gradio_client(url: str, jobs: list[tuple[bytes, str]]) -> dict[str, Any]:
 
 
 def client_main(args: argparse.Namespace) -> None:
-    jobs = workload(args.questions)
+    jobs = easy_vqa_jobs(args.questions)
     if args.client == "gradio":
         result = gradio_client(args.url, jobs)
     elif args.client == "page":
@@ -156,9 +143,9 @@ def client_main(args: argparse.Namespace) -> None:
 
 
 def run_client(kind: str, url: str, questions: int, concurrency: int = 1) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--client", kind, "--url", url, "--questions", str(questions)]
-    command += ["--concurrency", str(concurrency)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=900)
+    command = [sys.executable, "-m", "benchmarks.web", "--client", kind, "--url", url]
+    command += ["--questions", str(questions), "--concurrency", str(concurrency)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=900, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -167,10 +154,10 @@ def run_client(kind: str, url: str, questions: int, concurrency: int = 1) -> dic
 
 @contextlib.asynccontextmanager
 async def server(tmp: Path) -> AsyncIterator[tuple[str, Any]]:
-    """The web front end as main.py wires it, on 127.0.0.1, with the engine's cache off."""
-    import main
+    """The web front end as the service wires it, on 127.0.0.1, with the engine's cache off."""
     from bots.prediction_log import PredictionLog
     from config import Settings, load_settings
+    from service.builders import HttpAddress, build_core, build_metrics, build_web_server, model_loader
     from vqa_engine.options import EngineOptions
     from vqa_engine.serving.engine import VQAEngine
 
@@ -183,11 +170,11 @@ async def server(tmp: Path) -> AsyncIterator[tuple[str, Any]]:
         device="cpu",
         web_host="127.0.0.1",
     )
-    engine = VQAEngine(main.model_loader(settings), options=settings.section(EngineOptions))
-    metrics = main.build_metrics(engine, dict)
+    engine = VQAEngine(model_loader(settings), options=settings.section(EngineOptions))
+    metrics = build_metrics(engine, dict)
     with PredictionLog(settings.prediction_log) as log:
-        core = main.build_core(settings, engine, log, platforms=lambda: ["web"], observe=metrics.observe)
-        web = main.build_web_server(settings, core, engine, metrics, main.HttpAddress("127.0.0.1", 0), dict)
+        core = build_core(settings, engine, log, platforms=lambda: ["web"], observe=metrics.observe)
+        web = build_web_server(settings, core, engine, metrics, HttpAddress("127.0.0.1", 0), dict)
         await web.start()
         await engine.start()
         try:
@@ -197,20 +184,10 @@ async def server(tmp: Path) -> AsyncIterator[tuple[str, Any]]:
             await engine.close()
 
 
-async def engine_alone(engine: Any, jobs: list[tuple[bytes, str]], clients: int) -> dict[str, Any]:
-    latencies: list[float] = []
-    queue = list(reversed(jobs))
-
-    async def client() -> None:
-        while queue:
-            image, question = queue.pop()
-            started = time.perf_counter()
-            await engine.answer(image, question)
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return {"latencies": latencies, "elapsed": time.perf_counter() - started, "errors": []}
+async def engine_alone(engine: Any, jobs: Jobs, clients: int) -> dict[str, Any]:
+    """``clients`` closed-loop callers of ``engine.answer`` until ``jobs`` are answered."""
+    load = await answer_all(engine.answer, jobs, clients)
+    return {"latencies": load.latencies, "elapsed": load.elapsed, "errors": []}
 
 
 async def with_cpu(work: Any) -> dict[str, Any]:
@@ -224,7 +201,7 @@ async def with_cpu(work: Any) -> dict[str, Any]:
 
 
 async def measure(rounds: int, single: int, questions: int) -> dict[str, Any]:
-    jobs = workload(max(single, questions))
+    jobs = easy_vqa_jobs(max(single, questions))
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         async with server(Path(folder)) as (url, engine):
@@ -290,19 +267,10 @@ async def rss_of_main(env: dict[str, str], ready: str, ask: Any) -> float:
     read its resident memory (MB) and stop it."""
     import psutil
 
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "main.py"),
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    child = await start_main(env=env, stdout=asyncio.subprocess.DEVNULL)
     assert child.stderr is not None
     try:
-        async with asyncio.timeout(120):
-            while ready not in (await child.stderr.readline()).decode():
-                pass
+        await read_until(child.stderr, ready)
         await ask()
         rss = psutil.Process(child.pid).memory_info().rss / 2**20
     finally:
@@ -317,17 +285,12 @@ async def memory(rounds: int) -> dict[str, Any]:
     from tests.fake_discord import FakeDiscord
     from tests.fake_telegram import FakeTelegram
 
-    image = workload(1)[0][0]
+    image = easy_vqa_jobs(1)[0][0]
     results: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as folder:
         async with FakeTelegram() as telegram, FakeDiscord() as discord_fake:
             discord_fake.add_user(7001)
-            base = {
-                k: v
-                for k, v in os.environ.items()
-                if not k.endswith("_TOKEN") and k not in ("PORT", "WEB_PORT")
-            }
-            base |= telegram.env() | discord_fake.env()
+            base = inherited_env(drop=("PORT", "WEB_PORT")) | telegram.env() | discord_fake.env()
             base |= {"PREDICTION_LOG": f"{folder}/p.jsonl", "DEVICE": "cpu", "LOG_LEVEL": "INFO"}
             port = 0
 
@@ -358,121 +321,55 @@ async def memory(rounds: int) -> dict[str, Any]:
     return {"runs": results}
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-# -- install size ------------------------------------------------------------------------------
-
-
-def install_size(cpu_torch_wheel: Path | None) -> dict[str, Any]:
-    """Bytes on disk of requirements.txt's closure here, and of the CUDA part of torch; with a
-    CPU-only torch wheel, the same install with it in place of the CUDA build and libraries."""
-    from packaging.requirements import Requirement
-
-    def files_size(dist: importlib.metadata.Distribution) -> int:
-        total = 0
-        for file in dist.files or []:
-            path = Path(str(dist.locate_file(file)))
-            with contextlib.suppress(OSError):
-                total += path.stat().st_size
-        return total
-
-    wanted = [
-        Requirement(line.split("#")[0].strip()).name
-        for line in (ROOT / "requirements.txt").read_text().splitlines()
-        if line.split("#")[0].strip()
-    ]
-    seen: dict[str, int] = {}
-    todo = list(wanted)
-    while todo:
-        name = todo.pop().lower().replace("_", "-")
-        if name in seen:
-            continue
-        try:
-            dist = importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        seen[name] = files_size(dist)
-        for spec in dist.requires or []:
-            requirement = Requirement(spec)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(requirement.name)
-    cuda = {n: s for n, s in seen.items() if n.startswith(("nvidia-", "cuda-", "triton"))}
-    default = sum(seen.values())
-    result: dict[str, Any] = {
-        "default_gb": round(default / 1e9, 2),
-        "torch_cuda_build_gb": round(seen.get("torch", 0) / 1e9, 2),
-        "cuda_libraries_gb": round(sum(cuda.values()) / 1e9, 2),
-        "packages": len(seen),
-    }
-    if cpu_torch_wheel is not None:
-        with tempfile.TemporaryDirectory() as target:
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "install",
-                    "-q",
-                    "--no-deps",
-                    "--target",
-                    target,
-                    str(cpu_torch_wheel),
-                ],
-                check=True,
-                capture_output=True,
-            )
-            cpu_torch = sum(p.stat().st_size for p in Path(target).rglob("*") if p.is_file())
-        cpu_only = default - seen.get("torch", 0) - sum(cuda.values()) + cpu_torch
-        result |= {
-            "torch_cpu_build_gb": round(cpu_torch / 1e9, 2),
-            "torch_cpu_build_measured": cpu_torch_wheel.name,
-            "cpu_only_gb": round(cpu_only / 1e9, 2),
-        }
-    return result
-
-
 # -- report ------------------------------------------------------------------------------------
 
 
 def report(result: dict[str, Any]) -> None:
+    runs = result["latency_and_throughput"]["runs"]
     print("\nSingle question, one client (p50 ms; overhead = minus the engine's p50)")
-    print("| round | engine | API | web app | Gradio's client | overhead: API | web app | Gradio's client |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for run in result["latency_and_throughput"]["runs"]:
-        p, o = run["p50_ms"], run["overhead_ms"]
-        print(
-            f"| {run['round']} | {p['engine']} | {p['api']} | {p['web']} | {p['gradio_client']} "
-            f"| {o['api']} | {o['web']} | {o['gradio_client']} |"
-        )
-    print(f"\nThroughput, {CLIENTS} concurrent clients (questions/s)")
-    print(
-        "| round | engine alone | POST /api/v1/answer | API ÷ engine | p50 engine / API ms "
-        "| CPU ms/question: engine alone / API server / API clients | errors |"
+    columns = ["round", "engine", "API", "web app", "Gradio's client"]
+    print_markdown_table(
+        [*columns, "overhead: API", "web app", "Gradio's client"],
+        [
+            [run["round"], *run["p50_ms"].values(), *run["overhead_ms"].values()]  # in the columns' order
+            for run in runs
+        ],
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for run in result["latency_and_throughput"]["runs"]:
-        r, p, c = run["per_s_32"], run["p50_ms_32"], run["cpu_ms_per_question_32"]
-        errors = sum(run["errors"].values())
-        print(
-            f"| {run['round']} | {r['engine']} | {r['api']} | {run['api_vs_engine_32']:.0%} "
-            f"| {p['engine']} / {p['api']} | {c['engine_alone']} / {c['api_server']} / {c['api_clients']} "
-            f"| {errors} |"
-        )
+    print(f"\nThroughput, {CLIENTS} concurrent clients (questions/s)")
+    print_markdown_table(
+        [
+            "round",
+            "engine alone",
+            "POST /api/v1/answer",
+            "API ÷ engine",
+            "p50 engine / API ms",
+            "CPU ms/question: engine alone / API server / API clients",
+            "errors",
+        ],
+        [throughput_row(run) for run in runs],
+    )
     if "memory" in result:
         print("\nResident memory of python main.py (MB)")
-        print("| round | both bots | web + both bots | added by the web front end |")
-        print("|---:|---:|---:|---:|")
-        for n, run in enumerate(result["memory"]["runs"], start=1):
-            print(f"| {n} | {run['bots_mb']} | {run['web_and_bots_mb']} | {run['added_mb']} |")
-    size = result["install_size"]
-    print("\nInstall size (GB on disk)")
-    print(json.dumps(size, indent=2))
+        print_markdown_table(
+            ["round", "both bots", "web + both bots", "added by the web front end"],
+            [
+                [n, run["bots_mb"], run["web_and_bots_mb"], run["added_mb"]]
+                for n, run in enumerate(result["memory"]["runs"], start=1)
+            ],
+        )
+
+
+def throughput_row(run: dict[str, Any]) -> list[object]:
+    r, p, c = run["per_s_32"], run["p50_ms_32"], run["cpu_ms_per_question_32"]
+    return [
+        run["round"],
+        r["engine"],
+        r["api"],
+        f"{run['api_vs_engine_32']:.0%}",
+        f"{p['engine']} / {p['api']}",
+        f"{c['engine_alone']} / {c['api_server']} / {c['api_clients']}",
+        sum(run["errors"].values()),
+    ]
 
 
 def main() -> None:
@@ -481,8 +378,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=200, help="questions per single-client run")
     parser.add_argument("--questions", type=int, default=1600, help="questions per 32-client run")
     parser.add_argument("--skip-rss", action="store_true")
-    parser.add_argument("--cpu-torch-wheel", type=Path, help="a CPU-only torch wheel, to size that install")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "web.json")
+    parser.add_argument("--output", type=Path, default=result_path("web"))
     parser.add_argument("--client", choices=["api", "page", "gradio"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=1, help=argparse.SUPPRESS)
@@ -499,7 +395,6 @@ def main() -> None:
     }
     if not args.skip_rss:
         result["memory"] = uvloop.run(memory(2))
-    result["install_size"] = install_size(args.cpu_torch_wheel)
     summary = result["latency_and_throughput"]["runs"]
     result["summary"] = {
         "api_overhead_p50_ms_median": statistics.median(r["overhead_ms"]["api"] for r in summary),
@@ -508,9 +403,7 @@ def main() -> None:
         "errors": sum(sum(r["errors"].values()) for r in summary),
     }
     report(result)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.output}", file=sys.stderr)
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What attacks on the web front end cost the server: memory, and the service to everyone else.
 
-    python benchmarks/web_attacks.py [--bodies 5] [--size-mb 100] [--probes 50]
+    python -m benchmarks.web_attacks [--bodies 5] [--size-mb 100] [--probes 50]
 
 ``python main.py web`` runs as a child process, as a host runs it. Against it, in turn:
 
@@ -22,10 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import socket
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,15 +30,14 @@ from typing import Any
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.common import result_path, write_result
+from benchmarks.processes import inherited_env, start_main
+from tests.loopback import free_port
+
 JOIN = "/gradio_api/queue/join"
 MB = 2**20
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+#: one attack: the request's head, how many body chunks follow it, the chunk
+Attack = tuple[bytes, int, bytes]
 
 
 async def request(port: int, head: bytes, body_chunks: int = 0, chunk: bytes = b"") -> tuple[bytes, float]:
@@ -97,76 +93,70 @@ async def healthz_p50(port: int, n: int) -> float:
     return statistics.median(times) * 1000
 
 
+def attacks(bodies: int, size_mb: int) -> list[tuple[str, list[Attack]]]:
+    """The rounds of attacks, each a name and its requests."""
+    size = size_mb * MB
+    piece = b"0," * (MB // 2)
+    frame = b"%x\r\n%s\r\n" % (len(piece), piece)
+    part = (
+        b'--b\r\nContent-Disposition: form-data; name="question"\r\n\r\nq\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+    )
+    first_fields = b"%x\r\n%s\r\n" % (len(part), part)  # the form's question and the image's head
+    multipart = chunked("/api/v1/answer", "multipart/form-data; boundary=b") + first_fields
+    return [
+        ("declared JSON to the queue", [(declared(size), 0, b"")] * bodies),
+        ("streamed JSON to the queue", [(chunked(JOIN, "application/json"), size // MB, frame)] * bodies),
+        ("streamed image to /api/v1/answer", [(multipart, size // MB, frame)] * bodies),
+        (
+            "server paths as the image",
+            [(path_event(p), 0, b"") for p in ("/etc/passwd", "/proc/self/environ", "/dev/zero", "/")],
+        ),
+    ]
+
+
+async def until_ready(port: int) -> None:
+    """Wait until the server answers ``/readyz`` with 200 (a safety net of 60 s)."""
+    for _ in range(600):
+        with contextlib.suppress(OSError):
+            status, _ = await request(port, b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            if status == b"200":
+                return
+        await asyncio.sleep(0.1)
+
+
+async def attack(port: int, process: psutil.Process, name: str, requests: list[Attack]) -> dict[str, Any]:
+    """One round of attacks, one after another: what they were answered and the memory it cost."""
+    rss_before = process.memory_info().rss
+    answers = [await request(port, head, n, chunk) for head, n, chunk in requests]
+    return {
+        "attack": name,
+        "requests": len(requests),
+        "answered": sorted({status.decode() for status, _ in answers}),
+        "refused_in_ms_p50": statistics.median(s for _, s in answers) * 1000,
+        "rss_before_mb": rss_before / MB,
+        "rss_after_mb": process.memory_info().rss / MB,
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="web-attacks-"))
-    env = {
-        **os.environ,
+    env = inherited_env() | {
         "GRADIO_ANALYTICS_ENABLED": "False",
         "GRADIO_TEMP_DIR": str(tmp / "uploads"),
         "PREDICTION_LOG": str(tmp / "p.jsonl"),
         "DEVICE": "cpu",
         "LOG_LEVEL": "WARNING",
     }
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "main.py", "web", "--host", "127.0.0.1", "--port", str(port),
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    process = psutil.Process(child.pid)
-    rows: list[dict[str, Any]] = []
+    child = await start_main(
+        "web", "--host", "127.0.0.1", "--port", str(port), env=env, stdout=asyncio.subprocess.DEVNULL
+    )
     try:
-        for _ in range(600):  # until it serves (a safety net of 60 s)
-            with contextlib.suppress(OSError):
-                status, _ = await request(
-                    port, b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                )
-                if status == b"200":
-                    break
-            await asyncio.sleep(0.1)
+        await until_ready(port)
         before_p50 = await healthz_p50(port, args.probes)
-        size = args.size_mb * MB
-        piece = b"0," * (MB // 2)
-        frame = b"%x\r\n%s\r\n" % (len(piece), piece)
-        part = (
-            b'--b\r\nContent-Disposition: form-data; name="question"\r\n\r\nq\r\n'
-            b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
-        )
-        multipart_frame = b"%x\r\n%s\r\n" % (len(part), part)
-        rounds = [
-            ("declared JSON to the queue", [(declared(size), 0, b"")] * args.bodies),
-            (
-                "streamed JSON to the queue",
-                [(chunked(JOIN, "application/json"), size // MB, frame)] * args.bodies,
-            ),
-            (
-                "streamed image to /api/v1/answer",
-                [
-                    (
-                        chunked("/api/v1/answer", "multipart/form-data; boundary=b") + multipart_frame,
-                        size // MB,
-                        frame,
-                    )
-                ]
-                * args.bodies,
-            ),
-            (
-                "server paths as the image",
-                [(path_event(p), 0, b"") for p in ("/etc/passwd", "/proc/self/environ", "/dev/zero", "/")],
-            ),
-        ]
-        for name, attacks in rounds:
-            rss_before = process.memory_info().rss
-            answers = [await request(port, head, n, chunk) for head, n, chunk in attacks]
-            rows.append(
-                {
-                    "attack": name,
-                    "requests": len(attacks),
-                    "answered": sorted({status.decode() for status, _ in answers}),
-                    "refused_in_ms_p50": statistics.median(s for _, s in answers) * 1000,
-                    "rss_before_mb": rss_before / MB,
-                    "rss_after_mb": process.memory_info().rss / MB,
-                }
-            )
+        process = psutil.Process(child.pid)
+        rows = [await attack(port, process, name, r) for name, r in attacks(args.bodies, args.size_mb)]
         after_p50 = await healthz_p50(port, args.probes)
     finally:
         child.terminate()
@@ -201,9 +191,7 @@ def main() -> None:
     before, after = result["healthz_p50_ms_before"], result["healthz_p50_ms_after"]
     print(f"/healthz p50: {before:.2f} ms before, {after:.2f} ms after ({after / before:.2f}x); "
           f"exit code on SIGTERM: {result['exit_code_on_sigterm']}")  # fmt: skip
-    out = ROOT / "benchmarks" / "results" / "web_attacks.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_result(result_path("web_attacks"), result)
 
 
 if __name__ == "__main__":

@@ -30,10 +30,7 @@ from bots.user_queue import QueueFullError, SharedLoad, UserQueue
 from vqa_engine import (
     CorruptImageError,
     EmptyImageError,
-    EngineBusyError,
-    EngineClosedError,
     EngineError,
-    EngineTimeoutError,
     ImageShapeError,
     ImageTooLargeError,
     InferenceError,
@@ -43,6 +40,7 @@ from vqa_engine import (
     VQAInputError,
 )
 from vqa_engine.formats import is_readable_mime
+from vqa_engine.options import DEFAULT_MAX_IMAGE_BYTES
 from vqa_engine.serving.model_facts import ModelFacts
 
 if TYPE_CHECKING:
@@ -58,14 +56,6 @@ _REJECTED: dict[type[VQAInputError], Outcome] = {
     ImageShapeError: Outcome.REJECTED_IMAGE_SHAPE,
     InvalidQuestionError: Outcome.REJECTED_BAD_QUESTION,
 }
-#: when a "busy" asker may try again (an HTTP front end's Retry-After), as each message words it
-_BUSY_RETRY_S: dict[type[EngineError], int] = {
-    EngineBusyError: 5,
-    EngineTimeoutError: 60,
-    EngineClosedError: 60,
-}
-#: a user whose own queue is full may try again once an earlier question is answered (milliseconds)
-QUEUE_FULL_RETRY_S = 1
 _ASK = re.compile(r"^/ask(@\w+)?\b", re.IGNORECASE)
 
 
@@ -90,7 +80,7 @@ def extract_question(text: str | None) -> str:
 
 
 class ChatCore:
-    """One per process, shared by every front end (built in ``main.py``)."""
+    """One per process, shared by every front end (built in ``service.builders``)."""
 
     def __init__(
         self,
@@ -101,18 +91,20 @@ class ChatCore:
         memory: ImageStore,
         prediction_log: PredictionLog,
         admins: frozenset[tuple[str, str]] = frozenset(),
-        max_image_bytes: int = 20 * 2**20,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         platforms: Callable[[], Sequence[str]] = tuple,
         feedback: FeedbackBook | None = None,
         observe: Callable[[str, str, float], None] | None = None,
-        load: SharedLoad | None = None,
+        shared_in_flight: SharedLoad | None = None,
         answers: SharedAnswers | None = None,
         health: Callable[[], Sequence[str]] = tuple,
     ) -> None:
         self.engine = engine
         self.limiter = limiter
         self.queue = queue
-        self.load = load  # each user's questions across processes (None: this process's line only)
+        # each user's questions in flight or waiting, counted across processes (None: this
+        # process's own line is the only bound)
+        self.shared_in_flight = shared_in_flight
         self.memory = memory
         self.prediction_log = prediction_log
         self.admins = admins
@@ -131,6 +123,8 @@ class ChatCore:
             return await self._command(event)
         if event.press is not None:
             return await self._press(event)
+        if event.self_contained and (incomplete := self._incomplete(event)) is not None:
+            return incomplete
         key: MemoryKey = (event.platform, event.chat_id, event.user_id)
         usable = [image for image in event.images if self._refusal(image) is None]
         if usable:  # a file we would refuse anyway does not replace the last usable image
@@ -179,9 +173,9 @@ class ChatCore:
             return self._finish(event, question, self._queue_full(exc), None, started)
         ticket: str | None = None
         try:
-            if self.load is not None:
+            if self.shared_in_flight is not None:
                 try:
-                    ticket = await self.load.enter(*user)
+                    ticket = await self.shared_in_flight.enter(*user)
                 except QueueFullError as exc:  # the user's questions in other processes count too
                     turn.cancel()
                     return self._finish(event, question, self._queue_full(exc), None, started)
@@ -207,12 +201,12 @@ class ChatCore:
             turn.cancel()
             raise
         finally:
-            if ticket is not None and self.load is not None:
-                await self.load.leave(*user, ticket)
+            if ticket is not None and self.shared_in_flight is not None:
+                await self.shared_in_flight.leave(*user, ticket)
 
     @staticmethod
     def _queue_full(exc: QueueFullError) -> Reply:
-        return Reply(replies.queue_full(exc.waiting), Outcome.QUEUE_FULL, retry_after_s=QUEUE_FULL_RETRY_S)
+        return Reply(replies.queue_full(exc.waiting), Outcome.QUEUE_FULL, retry_after_s=exc.retry_after_s)
 
     async def _ask_engine(self, data: bytes, question: str, top_k: int | None) -> Reply:
         try:
@@ -221,10 +215,8 @@ class ChatCore:
             return Reply(replies.sentence(str(exc)), _REJECTED.get(type(exc), Outcome.REJECTED_BAD_INPUT))
         except InferenceError as exc:
             return Reply(replies.sentence(str(exc)), Outcome.ERROR)
-        except EngineError as exc:  # busy, timed out, shutting down: try again later
-            return Reply(
-                replies.sentence(str(exc)), Outcome.BUSY, retry_after_s=_BUSY_RETRY_S.get(type(exc), 60)
-            )
+        except EngineError as exc:  # busy, timed out, shutting down: try again when it says
+            return Reply(replies.sentence(str(exc)), Outcome.BUSY, retry_after_s=exc.retry_after_s)
         except Exception:
             log.exception("unexpected error while answering a question")
             return Reply(replies.ERROR, Outcome.ERROR)
@@ -247,6 +239,17 @@ class ChatCore:
         if self.answers is not None:
             await self.answers.put(answered)
         return replace(reply, request_id=answered.request_id, buttons=(Button.CHART, Button.GOOD, Button.BAD))
+
+    def _incomplete(self, event: ChatEvent) -> Reply | None:
+        """A self-contained request (the web) without an image or a question: nothing earlier or
+        later can complete it, so it is a refused question, logged like the others."""
+        if not event.images:
+            reply = Reply(replies.WEB_NO_IMAGE, Outcome.REJECTED_NO_IMAGE)
+            return self._finish(event, extract_question(event.text), reply, None, 0.0)
+        if not extract_question(event.text):
+            reply = Reply(replies.NEED_QUESTION, Outcome.REJECTED_BAD_QUESTION)
+            return self._finish(event, "", reply, event.images[0].size, 0.0)
+        return None
 
     def _refusal(self, image: ImageRef) -> Reply | None:
         """What the platform already tells us we cannot use: refused before any download."""

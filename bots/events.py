@@ -55,8 +55,9 @@ class Outcome(StrEnum):
     REJECTED_TOO_LARGE = "rejected:too_large"
     REJECTED_CORRUPT_IMAGE = "rejected:corrupt_image"
     REJECTED_IMAGE_SHAPE = "rejected:image_shape"  # too thin or too small to see a shape
-    REJECTED_BAD_QUESTION = "rejected:bad_question"
+    REJECTED_BAD_QUESTION = "rejected:bad_question"  # also: none at all, on the web
     REJECTED_BAD_INPUT = "rejected:bad_input"
+    REJECTED_NO_IMAGE = "rejected:no_image"  # a web request without an image
     # not questions: never in the prediction log
     PROMPT = "prompt"  # an image without a question: "what would you like to know?"
     NO_IMAGE = "no_image"  # a question without any image to ask about
@@ -129,6 +130,9 @@ class ChatEvent:
     command: Command | None = None
     press: Press | None = None  # a button under an earlier answer
     top_k: int | None = None  # candidates wanted (the web API's top_k); None: the engine's TOP_K
+    # the request carries everything it asks about (the web): no remembered image, no prompt for a
+    # question; a missing image or question is a refused question, logged like any other
+    self_contained: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,4 +146,4 @@ class Reply:
     request_id: str | None = None  # an answer's id: its buttons and its feedback refer to it
     buttons: tuple[Button, ...] = ()  # to show under the reply
     image: bytes | None = None  # a PNG to send (the chart), with ``text`` as its caption
-    retry_after_s: int | None = None  # rate limited or busy: when to ask again (HTTP's Retry-After)
+    retry_after_s: int | None = None  # rate limited, queue full or busy: when to ask again (Retry-After)

@@ -5,7 +5,7 @@ Every vote is also a line in the prediction log, against the answer's request id
 history outlives the process; this keeps what ``/stats`` shows since start-up.
 
 With several processes, a button may be pressed on an answer another process gave: a
-``SharedAnswers`` store (``bots.state.redis_replies``) keeps the answers for every process.
+``SharedAnswers`` store (``bots.state.redis_answers``) keeps the answers for every process.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from typing import Protocol
 from cachetools import TTLCache
 
 from bots.events import ImageRef
+from bots.options import DEFAULT_FOLLOW_UP_MINUTES
 
 #: (platform, chat id, user id)
 MemoryKey = tuple[str, str, str]
@@ -33,7 +34,11 @@ class ImageMemory:
     at most ``max_users`` entries (the oldest go first)."""
 
     def __init__(
-        self, *, ttl_s: float = 600.0, max_users: int = 10_000, timer: Callable[[], float] = time.monotonic
+        self,
+        *,
+        ttl_s: float = DEFAULT_FOLLOW_UP_MINUTES * 60,
+        max_users: int = 10_000,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self._images: TTLCache[MemoryKey, ImageRef] = TTLCache(maxsize=max_users, ttl=ttl_s, timer=timer)
 

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from limits import parse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from vqa_engine.option_types import OptionalSecret, OptionalStr
+
 _ADMIN = re.compile(r"^(telegram|discord|web):\d+$")
 #: what Telegram accepts as a webhook's secret token
 _WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -19,9 +21,17 @@ _WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 #: would let anyone post updates as Telegram)
 MIN_WEBHOOK_SECRET = 16
 
-
-# Validator names are unique across the option models: ``config.Settings`` inherits them all, and
-# pydantic keeps only one validator of a name.
+# The defaults that constructors share with the settings (``UserQueue()``, ``ImageMemory()``, the
+# adapters), each written here once:
+DEFAULT_MAX_IN_FLIGHT_PER_USER = 2
+DEFAULT_MAX_QUEUED_PER_USER = 5
+DEFAULT_FOLLOW_UP_MINUTES = 10.0
+#: messages a second to all chats together: Telegram's limit for a bot (a self-hosted Bot API
+#: server, or a bot with paid broadcasts, may allow more)
+DEFAULT_TELEGRAM_FLOOD_LIMIT = 30.0
+#: ``SHUTDOWN_TIMEOUT_S`` (``config.settings.ServiceSettings``): how long a stopping front end
+#: keeps answering the questions it already received
+DEFAULT_SHUTDOWN_TIMEOUT_S = 8.0
 
 
 class ChatOptions(BaseModel):
@@ -32,12 +42,18 @@ class ChatOptions(BaseModel):
     rate_limit: str = Field(
         default="10/minute", description="questions per user (moving window), e.g. 10/minute, 100/hour"
     )
-    max_in_flight_per_user: int = Field(default=2, ge=1, description="questions of one user answered at once")
+    max_in_flight_per_user: int = Field(
+        default=DEFAULT_MAX_IN_FLIGHT_PER_USER, ge=1, description="questions of one user answered at once"
+    )
     max_queued_per_user: int = Field(
-        default=5, ge=0, description="more questions of one user waiting in order; beyond it, refused"
+        default=DEFAULT_MAX_QUEUED_PER_USER,
+        ge=0,
+        description="more questions of one user waiting in order; beyond it, refused",
     )
     follow_up_minutes: float = Field(
-        default=10.0, gt=0, description="how long a user's last image is kept for follow-up questions"
+        default=DEFAULT_FOLLOW_UP_MINUTES,
+        gt=0,
+        description="how long a user's last image is kept for follow-up questions",
     )
     admin_ids: str = Field(
         default="", description="who may use /health and /stats, e.g. telegram:123,discord:456"
@@ -72,41 +88,29 @@ class TelegramOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    telegram_token: SecretStr | None = Field(default=None, description="from @BotFather")
-    telegram_base_url: str | None = Field(
+    telegram_token: OptionalSecret = Field(default=None, description="from @BotFather")
+    telegram_base_url: OptionalStr = Field(
         default=None, description="a self-hosted Bot API server, e.g. http://localhost:8081/bot"
     )
-    telegram_base_file_url: str | None = Field(
+    telegram_base_file_url: OptionalStr = Field(
         default=None, description="its file URL, e.g. http://localhost:8081/file/bot"
     )
     telegram_flood_limit: float = Field(
-        default=30.0,
+        default=DEFAULT_TELEGRAM_FLOOD_LIMIT,
         gt=0,
         description="messages a second this process sends at most, to all chats together; Telegram allows "
         "about 30 per bot, so with N replicas give each 30/N",
     )
-    telegram_webhook_url: str | None = Field(
+    telegram_webhook_url: OptionalStr = Field(
         default=None,
         description="receive updates by webhook at this public HTTPS URL (its path is served by the HTTP "
         "server, so PORT or WEB_PORT must be set) instead of long polling; unset: long polling",
     )
-    telegram_webhook_secret: SecretStr | None = Field(
+    telegram_webhook_secret: OptionalSecret = Field(
         default=None,
         description=f"the webhook's secret token ({MIN_WEBHOOK_SECRET} to 256 letters, digits, _ or -): "
         "Telegram sends it with every update, anything else gets 403",
     )
-
-    @field_validator(
-        "telegram_token",
-        "telegram_base_url",
-        "telegram_base_file_url",
-        "telegram_webhook_url",
-        "telegram_webhook_secret",
-        mode="before",
-    )
-    @classmethod
-    def _blank_telegram_url_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("telegram_webhook_url")
     @classmethod
@@ -159,7 +163,7 @@ class DiscordOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    discord_token: SecretStr | None = Field(default=None, description="from the Discord developer portal")
+    discord_token: OptionalSecret = Field(default=None, description="from the Discord developer portal")
     discord_message_content: bool = Field(
         default=False, description="the privileged message-content intent was granted to the bot"
     )
@@ -167,8 +171,8 @@ class DiscordOptions(BaseModel):
         default=False,
         description="register the slash commands on every start (by default only when they changed)",
     )
-    discord_api_base: str | None = Field(default=None, description="another Discord REST base (a proxy)")
-    discord_gateway_url: str | None = Field(default=None, description="another gateway URL (a proxy)")
+    discord_api_base: OptionalStr = Field(default=None, description="another Discord REST base (a proxy)")
+    discord_gateway_url: OptionalStr = Field(default=None, description="another gateway URL (a proxy)")
     discord_shard_count: int | Literal["auto"] | None = Field(
         default=None,
         description="shards of the whole bot (Discord requires them from 2,500 servers); auto: as many as "
@@ -178,11 +182,6 @@ class DiscordOptions(BaseModel):
         default="",
         description="the shards this process runs, e.g. 0,1 (needs DISCORD_SHARD_COUNT); empty: all of them",
     )
-
-    @field_validator("discord_token", "discord_api_base", "discord_gateway_url", mode="before")
-    @classmethod
-    def _blank_discord_url_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("discord_shard_count", mode="before")
     @classmethod

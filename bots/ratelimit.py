@@ -45,7 +45,7 @@ class MemoryRateLimiter:
 
     def __init__(
         self,
-        rate: str = "10/minute",
+        rate: str,
         *,
         max_users: int = 100_000,
         timer: Callable[[], float] = time.monotonic,

@@ -32,8 +32,6 @@ from telegram import (
     InlineKeyboardMarkup,
     InputFile,
     Message,
-    MessageEntity,
-    PhotoSize,
     Update,
 )
 from telegram.constants import ChatAction, ChatType
@@ -53,9 +51,11 @@ from bots import replies
 from bots.core import ChatCore
 from bots.delivery import with_retries
 from bots.events import Button, ChatEvent, Command, ImageRef, Platform, Press, Reply
+from bots.options import DEFAULT_SHUTDOWN_TIMEOUT_S, DEFAULT_TELEGRAM_FLOOD_LIMIT
 from bots.state.once import MemoryOnce, Once
 from bots.telegram_http import AiohttpRequest
-from bots.typing import typing_while_slow
+from bots.telegram_reading import addressed, image_of
+from bots.typing_indicator import typing_while_slow
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,6 @@ MAX_CAPTION = 1024
 ALBUM_WAIT_S = 0.8
 #: how often a 429 is retried (after Telegram's ``retry_after``) before giving up
 FLOOD_RETRIES = 3
-#: messages a second to all chats together: Telegram's limit for a bot (a self-hosted Bot API
-#: server, or a bot with paid broadcasts, may allow more)
-FLOOD_LIMIT = 30.0
 COMMANDS = [BotCommand(name, text) for name, text in replies.COMMANDS["telegram"].items()]
 _COMMANDS = {
     "start": Command.START,
@@ -106,15 +103,6 @@ class _Album:
     flush: asyncio.TimerHandle | None = None
 
 
-def pick_photo(sizes: tuple[PhotoSize, ...], min_side: int) -> PhotoSize:
-    """The smallest size that still covers the model's input (cheaper to fetch and decode)."""
-    ordered = sorted(sizes, key=lambda s: s.width * s.height)
-    for size in ordered:
-        if min(size.width, size.height) >= min_side:
-            return size
-    return ordered[-1]
-
-
 def is_transient(exc: BaseException) -> bool:
     """Worth another try: the network or Telegram failed, not our request (a 400 is ours)."""
     return isinstance(exc, NetworkError) and not isinstance(exc, BadRequest)
@@ -136,7 +124,7 @@ def _reply_target_gone(exc: BadRequest) -> bool:
 
 
 class TelegramAdapter:
-    """Owns one python-telegram-bot ``Application``; ``start()``/``stop()`` from ``main.py``."""
+    """Owns one python-telegram-bot ``Application``; ``start()``/``stop()`` from ``service.app``."""
 
     def __init__(
         self,
@@ -149,8 +137,8 @@ class TelegramAdapter:
         poll_timeout: int = 30,
         concurrent_updates: int = 64,
         connection_pool_size: int = 32,
-        drain_s: float = 8.0,
-        flood_limit: float = FLOOD_LIMIT,
+        drain_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S,
+        flood_limit: float = DEFAULT_TELEGRAM_FLOOD_LIMIT,
         webhook: Webhook | None = None,
         once: Once | None = None,
     ) -> None:
@@ -405,13 +393,15 @@ class TelegramAdapter:
         if images is None:
             image = self._image_of(message)
             images = (image,) if image is not None else ()
+        bot = self.app.bot
+        to_bot = private or addressed(message, entities, bot_id=bot.id, username=bot.username or "")
         return ChatEvent(
             platform=PLATFORM,
             chat_id=str(message.chat_id),
             chat_type=message.chat.type,
             private=private,
             user_id=str(message.from_user.id),
-            addressed=private or self._addressed(message, entities),
+            addressed=to_bot,
             fetch=self._fetch,
             text=self._username_re.sub(" ", text) if self._username_re else text,
             images=images,
@@ -419,47 +409,8 @@ class TelegramAdapter:
             command=command,
         )
 
-    def _addressed(self, message: Message, entities: dict[MessageEntity, str]) -> bool:
-        """In groups: an @mention, ``/ask`` (ours), or a reply to one of the bot's messages."""
-        bot = self.app.bot
-        username = (bot.username or "").lower()
-        replied = message.reply_to_message
-        if replied is not None and replied.from_user is not None and replied.from_user.id == bot.id:
-            return True
-        for entity, value in entities.items():
-            if entity.type == MessageEntity.MENTION and value[1:].lower() == username:
-                return True
-            if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == bot.id:
-                return True
-            if entity.type == MessageEntity.BOT_COMMAND and entity.offset == 0:
-                command, _, target = value[1:].lower().partition("@")
-                if command == "ask" and target in ("", username):
-                    return True
-        return False
-
     def _image_of(self, message: Message) -> ImageRef | None:
-        """The image a message carries (best photo size, an image file, a sticker), not yet downloaded."""
-        if message.photo:
-            size = pick_photo(message.photo, self.min_image_side)
-            return ImageRef(
-                size.file_id,
-                size=size.file_size,
-                mime_type="image/jpeg",
-                width=size.width,
-                height=size.height,
-            )
-        document = message.document
-        if document is not None:
-            return ImageRef(
-                document.file_id,
-                size=document.file_size,
-                mime_type=document.mime_type,
-                file_name=document.file_name,
-            )
-        sticker = message.sticker
-        if sticker is not None and not (sticker.is_animated or sticker.is_video):
-            return ImageRef(sticker.file_id, size=sticker.file_size, mime_type="image/webp")
-        return None
+        return image_of(message, min_side=self.min_image_side)
 
     async def _fetch(self, image: ImageRef) -> bytes:
         async def download() -> bytes:

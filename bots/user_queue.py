@@ -20,9 +20,17 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol
 
+from bots.options import DEFAULT_MAX_IN_FLIGHT_PER_USER, DEFAULT_MAX_QUEUED_PER_USER
+
 
 class QueueFullError(Exception):
-    """The user already has ``waiting`` questions waiting."""
+    """The user already has ``waiting`` questions waiting.
+
+    ``retry_after_s``: the user is asked to send the question again once an earlier one is
+    answered (``bots.replies.queue_full``), which is soon: one second.
+    """
+
+    retry_after_s = 1
 
     def __init__(self, waiting: int) -> None:
         super().__init__(f"{waiting} questions already waiting")
@@ -63,7 +71,12 @@ class _Line:
 class UserQueue:
     """Per-key (one key per user) ordered admission; all on the event loop, no locks needed."""
 
-    def __init__(self, *, max_in_flight: int = 2, max_waiting: int = 5) -> None:
+    def __init__(
+        self,
+        *,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT_PER_USER,
+        max_waiting: int = DEFAULT_MAX_QUEUED_PER_USER,
+    ) -> None:
         if max_in_flight < 1 or max_waiting < 0:
             raise ValueError("max_in_flight must be at least 1 and max_waiting at least 0")
         self.max_in_flight = max_in_flight

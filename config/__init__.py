@@ -1,7 +1,6 @@
 """Settings: environment variables, then ``.env``, then ``config/*.toml``, then the defaults."""
 
 from config.settings import (
-    DEFAULT_MODEL_DIR,
     AskSettings,
     Settings,
     SettingsError,
@@ -9,6 +8,7 @@ from config.settings import (
     env_files_read,
     load_settings,
 )
+from vqa_engine.options import DEFAULT_MODEL_DIR
 
 __all__ = [
     "DEFAULT_MODEL_DIR",

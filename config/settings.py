@@ -21,15 +21,19 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from bots.options import ChatOptions, DiscordOptions, TelegramOptions
+from bots.options import DEFAULT_SHUTDOWN_TIMEOUT_S, ChatOptions, DiscordOptions, TelegramOptions
 from bots.state.options import SharedStateOptions
 from bots.web.options import WebOptions
 from vqa_engine.checks.options import CheckOptions
-from vqa_engine.options import EngineOptions, ModelOptions
+from vqa_engine.options import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    EngineOptions,
+    ModelOptions,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
-DEFAULT_MODEL_DIR = ROOT / "models" / "easy-vqa-film"
 #: ``.env`` beside main.py, then in the working directory (which wins where both set a key)
 ENV_FILES = (ROOT / ".env", Path(".env"))
 
@@ -47,9 +51,11 @@ class ImageSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
     hf_token: SecretStr | None = Field(default=None, description="for private or gated Hub repos")
-    max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="larger files are refused")
+    max_image_bytes: int = Field(
+        default=DEFAULT_MAX_IMAGE_BYTES, gt=0, description="larger files are refused"
+    )
     max_image_pixels: int = Field(
-        default=40_000_000, gt=0, description="larger images are refused before decoding"
+        default=DEFAULT_MAX_IMAGE_PIXELS, gt=0, description="larger images are refused before decoding"
     )
 
 
@@ -83,7 +89,9 @@ class ServiceSettings(BaseModel):
         default=30.0, gt=0, description="a platform that has not connected by then is reported and skipped"
     )
     shutdown_timeout_s: float = Field(
-        default=8.0, ge=0, description="on SIGTERM, how long to keep answering questions already received"
+        default=DEFAULT_SHUTDOWN_TIMEOUT_S,
+        ge=0,
+        description="on SIGTERM, how long to keep answering questions already received",
     )
 
 
@@ -122,6 +130,8 @@ class _Sources(BaseSettings):
         return part.model_validate({name: getattr(self, name) for name in part.model_fields})
 
 
+# pydantic keeps one validator of a name across the classes ``Settings`` inherits: two option
+# classes with a validator of the same name would silently lose one (tests/test_settings.py checks).
 class Settings(  # type: ignore[misc]  # the sections' configs merge (pydantic does it)
     _Sources,
     ModelOptions,

@@ -12,51 +12,32 @@ sent again). Secret values and the token are never printed, logged or quoted in 
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import sys
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx2
 from dotenv import dotenv_values
 from huggingface_hub import (
-    CommitOperationAdd,
-    CommitOperationDelete,
     HfApi,
-    RepoCard,
-    SpaceCardData,
     SpaceHardware,
     SpaceInfo,
     get_token,
 )
 from huggingface_hub import errors as hub_errors
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 
-from config.log import RedactSecrets
 from config.settings import ENV_FILES, ROOT
+from deploy.errors import EXIT_USAGE, DeployError
+from deploy.hub_errors import http_status, hub_step, redacted_logs
+from deploy.space_files import gradio_pin, operations, project_files, space_readme
 from vqa_engine.errors import ModelPackageError
 from vqa_engine.loading.model_spec import parse_model_spec
 from vqa_engine.options import ModelOptions
 
-EXIT_USAGE = 2  # unusable input: nothing was asked of the Hub
-EXIT_FAILURE = 1
-
-#: the project's files a Space runs; app.py is its ``app_file``
-TOP_FILES = ("app.py", "main.py", "requirements.txt", "pre-requirements.txt", "LICENSE", ".gitattributes")
-REQUIRED_FILES = ("app.py", "main.py", "requirements.txt", "README.md")
-#: whole folders the Space needs (the model package's folder is added to them)
-FOLDERS = ("bots", "config", "vqa_engine", "examples")
-#: the secrets that start the chat bots on the Space, named in its README
-BOT_SECRETS = ("TELEGRAM_TOKEN", "DISCORD_TOKEN")
 #: the variables every deploy sets from the MODEL_* settings (``ModelPlan``)
 MODEL_VARIABLES = ("MODEL_REPO_ID", "MODEL_REVISION")
-#: the Hub refuses a longer ``short_description`` in a Space's front matter
-SHORT_DESCRIPTION_MAX = 60
 #: where the repo ids are: a user or organisation, then the Space's name
 _NAME_PART = re.compile(r"[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -64,16 +45,6 @@ NO_TOKEN = (
     "no Hugging Face token: set HF_TOKEN (a token with write access, from "
     "https://huggingface.co/settings/tokens) in the environment or .env, or run `hf auth login`"
 )
-
-
-class DeployError(Exception):
-    """A refusal or a failure: ``message`` is one line for the user (no secret in it), and
-    ``exit_code`` what the command exits with (2: fix the command or the settings; 1: the rest)."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -266,196 +237,12 @@ def project_path(folder: Path, root: Path) -> str:
         ) from None
 
 
-def is_excluded(relative: Path) -> bool:
-    """Caches and local settings (a .env holds secrets) never leave the machine."""
-    return relative.suffix in (".pyc", ".pyo") or any(
-        part == "__pycache__" or part.startswith(".env") for part in relative.parts
-    )
-
-
-def project_files(root: Path, model_folder: Path | None) -> dict[str, Path]:
-    """Path on the Space -> local file: the entry points, the code, the examples, the model."""
-    for name in REQUIRED_FILES:
-        if not (root / name).is_file():
-            raise DeployError(f"{root / name} is missing: the Space cannot be built without it")
-    files = {name: root / name for name in TOP_FILES if (root / name).is_file()}
-    folders = [root / name for name in FOLDERS] + ([model_folder] if model_folder is not None else [])
-    for folder in folders:
-        for path in sorted(folder.rglob("*")):
-            relative = path.relative_to(root)
-            if path.is_file() and not is_excluded(relative):
-                files[relative.as_posix()] = path
-    return files
-
-
-def gradio_pin(requirements: Path) -> str:
-    """The ``gradio==`` version requirements.txt pins: the Space's ``sdk_version`` (the Hub installs
-    that gradio, then requirements.txt, and the two must agree)."""
-    for line in requirements.read_text(encoding="utf-8").splitlines():
-        line = line.split(" #", 1)[0].strip()
-        if not line or line.startswith(("#", "-")):
-            continue
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement:
-            continue
-        pins = [spec.version for spec in requirement.specifier if spec.operator == "=="]
-        if canonicalize_name(requirement.name) == "gradio" and len(pins) == 1:
-            return pins[0]
-    raise DeployError(
-        f"{requirements} pins no gradio version (gradio==X.Y.Z): the Space's sdk_version is read from it"
-    )
-
-
-def space_readme(root: Path, repo_id: str, gradio: str) -> tuple[str, list[str]]:
-    """The Space's README.md, and notes for the user.
-
-    Its front matter is the project README's (emoji, colours, licence, description...), with what
-    the Space must have set here: its title, the gradio SDK at the pinned version, app.py.
-    """
-    try:
-        project = RepoCard((root / "README.md").read_text(encoding="utf-8")).data.to_dict()
-    except (OSError, ValueError) as exc:
-        raise DeployError(f"cannot read the front matter of {root / 'README.md'}: {exc}") from exc
-    name = repo_id.split("/")[1]
-    meta = {
-        "python_version": "3.11",
-        **project,
-        "title": name,
-        "sdk": "gradio",
-        "sdk_version": gradio,
-        "app_file": "app.py",
-    }
-    notes = []
-    description = str(meta.get("short_description") or "")
-    if len(description) > SHORT_DESCRIPTION_MAX:
-        meta["short_description"] = shortened(description, SHORT_DESCRIPTION_MAX)
-        notes.append(
-            f"note: README.md's short_description is {len(description)} characters and a Space's may "
-            f"have {SHORT_DESCRIPTION_MAX}: the Space shows it shortened"
-        )
-    front = SpaceCardData(**meta).to_yaml()
-    return f"---\n{front}\n---\n\n{readme_body(name, str(project.get('title') or 'vqa-chat'))}", notes
-
-
-def shortened(text: str, limit: int) -> str:
-    """``text`` cut at a word boundary to at most ``limit`` characters, an ellipsis included."""
-    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:")
-    return f"{cut}…"
-
-
-def readme_body(name: str, project: str) -> str:
-    """What the Space is, and which secrets and variables start what."""
-    telegram, discord = BOT_SECRETS
-    return (
-        f"# {name}\n\n"
-        f"{project}: ask a question about a picture and get the answer, with how sure the model is, in "
-        "the web app here and through its HTTP API.\n\n"
-        "The same process runs the chat bots whose tokens are set as this Space's secrets "
-        "(Settings → Variables and secrets):\n\n"
-        f"- `{telegram}`: the Telegram bot (a token from @BotFather);\n"
-        f"- `{discord}`: the Discord bot (a token from the Discord developer portal).\n\n"
-        "The variable `MODEL_REPO_ID` names the model that answers: a folder of this Space (as "
-        "deployed) or a model repo on the Hub.\n\n"
-        "This Space is deployed with `python main.py deploy space OWNER/NAME` from the project: this "
-        "file is generated; change the project and deploy again.\n"
-    )
-
-
-def operations(
-    files: Mapping[str, Path], readme: str, remote: Collection[str]
-) -> tuple[list[CommitOperationAdd | CommitOperationDelete], list[str]]:
-    """One commit's operations: every file added (the client skips those the Space has), and the
-    Space's files that are no longer part of the project deleted (its .gitattributes kept unless
-    the project sends one). Also the deleted paths."""
-    adds = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=local) for path, local in files.items()]
-    adds.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme.encode()))
-    keep = {*files, "README.md", ".gitattributes"}
-    removed = sorted(path for path in remote if path not in keep)
-    deletes = [CommitOperationDelete(path_in_repo=path) for path in removed]
-    return [*adds, *deletes], removed
-
-
 # -- the Hub ---------------------------------------------------------------------------------------
 
 
 def build_api(token: str, endpoint: str | None = None) -> HfApi:
     """A client for the Hub at ``endpoint`` (default: HF_ENDPOINT, else huggingface.co)."""
     return HfApi(endpoint=endpoint, token=token)
-
-
-def scrubbed(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def first_line(exc: BaseException, secrets: Iterable[str]) -> str:
-    """``exc``'s first line, secrets removed, short enough for one line of an error."""
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    text = scrubbed(text, secrets)
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def http_status(exc: BaseException) -> int | None:
-    response = getattr(exc, "response", None)
-    return getattr(response, "status_code", None)
-
-
-def explain(exc: Exception, doing: str, api: HfApi, repo_id: str, secrets: Sequence[str]) -> str:
-    """One line for a failed Hub request: what was being done, what the Hub said, what to do."""
-    if isinstance(exc, httpx2.TransportError | hub_errors.OfflineModeIsEnabled):
-        return (
-            f"cannot reach the Hugging Face Hub at {api.endpoint} while {doing} "
-            f"({first_line(exc, secrets)}): check the network (or HF_ENDPOINT)"
-        )
-    status = http_status(exc)
-    if status == 401:
-        return (
-            f"the Hub refused the token while {doing} (HTTP 401): set HF_TOKEN to a valid token with "
-            "write access (https://huggingface.co/settings/tokens), or run `hf auth login`"
-        )
-    if status == 403:
-        owner = repo_id.split("/")[0]
-        return (
-            f"the Hub refused while {doing} (HTTP 403): the token needs write access to the repos of {owner}"
-        )
-    if status == 412:
-        return f"{repo_id} changed while {doing} (HTTP 412): run the command again"
-    if isinstance(exc, hub_errors.HfHubHTTPError):
-        said = exc.server_message or first_line(exc, secrets)
-        return f"the Hub answered HTTP {status} while {doing}: {scrubbed(' '.join(said.split()), secrets)}"
-    if isinstance(exc, ValueError):  # the README's front matter, refused by /api/validate-yaml
-        said = " ".join(line.strip("- ") for line in str(exc).splitlines()[1:] if line.strip())
-        return f"the Hub refused the Space's README.md while {doing}: {scrubbed(said, secrets)}"
-    return f"{doing} failed: {first_line(exc, secrets)}"
-
-
-@contextmanager
-def hub_step(doing: str, api: HfApi, repo_id: str, secrets: Sequence[str], outcome: str) -> Iterator[None]:
-    """Hub errors raised inside become a ``DeployError`` saying ``doing`` failed and ``outcome``
-    (what state that leaves the Space in)."""
-    try:
-        yield
-    except DeployError:
-        raise
-    except Exception as exc:
-        raise DeployError(f"{explain(exc, doing, api, repo_id, secrets)}; {outcome}") from exc
-
-
-@contextmanager
-def redacted_logs(secrets: Sequence[str]) -> Iterator[None]:
-    """While the Hub is asked, no log line (whichever library writes it) shows a secret."""
-    redact = RedactSecrets(secrets)
-    handlers = [*logging.getLogger().handlers, *logging.getLogger("huggingface_hub").handlers]
-    for handler in handlers:
-        handler.addFilter(redact)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(redact)
 
 
 def existing_space(api: HfApi, repo_id: str) -> SpaceInfo | None:

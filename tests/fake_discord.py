@@ -1,8 +1,10 @@
 """A loopback Discord (gateway, REST API, CDN) that the real, unmodified discord.py (2.7.1) talks to.
 
-Pointing discord.py at it takes two class attributes, set by :meth:`FakeDiscord.patch_discord`:
-``discord.http.Route.BASE`` (REST) and ``discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY``; a
-``python main.py`` child reads them from the variables of :meth:`FakeDiscord.env`. A plain
+The adapter is pointed at it by its REST base and gateway URL (:attr:`FakeDiscord.api_base`,
+:attr:`FakeDiscord.gateway_url`: ``DiscordAdapter(api_base=..., gateway_url=...)``, or the
+variables of :meth:`FakeDiscord.env` for a ``python main.py`` child); a bare discord.py client, by
+two class attributes that :meth:`FakeDiscord.patch_discord` sets for a while:
+``discord.http.Route.BASE`` (REST) and ``discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY``. A plain
 ``Client`` never asks ``/gateway/bot``; it resumes at READY's ``resume_gateway_url``. What it
 speaks, and so what the fake speaks:
 
@@ -77,7 +79,8 @@ from typing import Any
 import yarl
 from aiohttp import BodyPartReader, WSMsgType, web
 
-from tests.loopback import DOWNLOAD, Failure, LoopbackServer
+from tests import loopback
+from tests.loopback import DIRECT, DOWNLOAD, Failure, LoopbackServer, Outbox, UploadedFile
 
 JSON = dict[str, Any]
 
@@ -130,24 +133,13 @@ def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
     )
 
 
-@dataclass(frozen=True)
-class UploadedFile:
-    """A file part of a multipart request (``files[n]``)."""
-
-    filename: str | None
-    content_type: str | None
-    data: bytes
-
-
 @dataclass
-class SentMessage:
-    """A message the bot created (``POST /channels/{id}/messages``) and the JSON it got back."""
+class SentMessage(loopback.SentMessage):
+    """A message the bot created (``POST /channels/{id}/messages``); ``message`` is the JSON it got back."""
 
     channel_id: int
     payload: JSON  # the request body (``payload_json`` for multipart)
-    message: JSON
     files: list[UploadedFile]
-    at: float
 
     @property
     def id(self) -> int:
@@ -328,7 +320,7 @@ class FakeDiscord(LoopbackServer):
             "avatar": None,
             "bot": True,
         }
-        self.sent: list[SentMessage] = []
+        self.outbox: Outbox[SentMessage] = Outbox(self.recorder)
         self.interaction_responses: list[InteractionResponse] = []
         self.followups: list[Followup] = []
         self.commands: list[JSON] = []  # the global application commands
@@ -349,8 +341,6 @@ class FakeDiscord(LoopbackServer):
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_snowflake = 0
         self._counter = itertools.count()
-        self._sent_by_channel: dict[int, list[SentMessage]] = {}
-        self._message_cursor: dict[int, int] = {}
 
     # -- lifetime and addresses --------------------------------------------------------------------
 
@@ -385,12 +375,12 @@ class FakeDiscord(LoopbackServer):
 
     @property
     def api_base(self) -> str:
-        """What ``discord.http.Route.BASE`` must be."""
+        """The REST base (``DISCORD_API_BASE``; for a bare client, ``discord.http.Route.BASE``)."""
         return f"{self.root}{API_PREFIX}"
 
     @property
     def gateway_url(self) -> str:
-        """What ``discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY`` must be (as a ``yarl.URL``)."""
+        """The gateway (``DISCORD_GATEWAY_URL``; for a bare client, ``DiscordWebSocket.DEFAULT_GATEWAY``)."""
         return f"ws://127.0.0.1:{self.port}/"
 
     @contextlib.contextmanager
@@ -413,8 +403,7 @@ class FakeDiscord(LoopbackServer):
             "DISCORD_TOKEN": self.token,
             "DISCORD_API_BASE": self.api_base,
             "DISCORD_GATEWAY_URL": self.gateway_url,
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
+            **DIRECT,
         }
 
     # -- ids, users, guilds, channels, attachments -------------------------------------------------
@@ -739,9 +728,14 @@ class FakeDiscord(LoopbackServer):
         """The channel of every typing request, oldest first."""
         return [int(c.path.split("/")[-2]) for c in self.calls_of(TYPING) if c.status == 204]
 
+    @property
+    def sent(self) -> list[SentMessage]:
+        """Every message the bot created, oldest first."""
+        return self.outbox.messages
+
     def messages_to(self, channel_id: int) -> list[SentMessage]:
         """Everything the bot sent to ``channel_id``, oldest first."""
-        return list(self._sent_by_channel.get(channel_id, ()))
+        return self.outbox.to(channel_id)
 
     def response_to(self, interaction_id: int | str) -> InteractionResponse | None:
         state = self.interactions.get(int(interaction_id))
@@ -755,15 +749,12 @@ class FakeDiscord(LoopbackServer):
         Each channel has a cursor, so successive calls return successive messages and a message
         sent before the call is not missed.
         """
-        start = self._message_cursor.get(channel_id, 0)
-        sent = self._sent_by_channel.setdefault(channel_id, [])
-        got = await self.wait_for(
-            lambda _: sent[start : start + count] if len(sent) >= start + count else None,
+        return await self.outbox.next(
+            channel_id,
+            count,
             timeout=timeout,
-            what=lambda: f"channel {channel_id}: {[s.content for s in sent[start:]]!r} of {count} messages",
+            what=lambda unread: f"channel {channel_id}: {[s.content for s in unread]!r} of {count} messages",
         )
-        self._message_cursor[channel_id] = start + count
-        return got
 
     async def wait_for_interaction_response(
         self, interaction_id: int | str, *, timeout: float = 10
@@ -1089,9 +1080,7 @@ class FakeDiscord(LoopbackServer):
             for uid in dict.fromkeys(_USER_MENTION_RE.findall(message["content"]))
         ]
         self._store(message)
-        sent = SentMessage(channel_id, payload, message, files, time.monotonic())
-        self.sent.append(sent)
-        self._sent_by_channel.setdefault(channel_id, []).append(sent)
+        self.outbox.add(channel_id, SentMessage(message, time.monotonic(), channel_id, payload, files))
         return _json(self._rest_view(message))
 
     def _rest_view(self, message: JSON) -> JSON:

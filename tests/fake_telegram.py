@@ -63,7 +63,8 @@ import aiohttp
 import telegram
 from aiohttp import web
 
-from tests.loopback import DOWNLOAD, Failure, LoopbackServer
+from tests import loopback
+from tests.loopback import DIRECT, DOWNLOAD, Failure, LoopbackServer, Outbox, UploadedFile
 
 JSON = dict[str, Any]
 
@@ -116,26 +117,15 @@ def detect_entities(text: str) -> list[JSON]:
     return entities
 
 
-@dataclass(frozen=True)
-class UploadedFile:
-    """A file part of a multipart request (``sendPhoto`` with bytes)."""
-
-    filename: str | None
-    content_type: str | None
-    data: bytes
-
-
 @dataclass
-class SentMessage:
-    """A message the bot sent (``sendMessage``/``sendPhoto``) and the Message JSON it got back."""
+class SentMessage(loopback.SentMessage):
+    """A message the bot sent (``sendMessage``/``sendPhoto``); ``message`` is the Message JSON it got back."""
 
     method: str
     chat_id: int
     text: str | None  # the text, or a photo's caption, as sent
     reply_to_message_id: int | None  # from reply_parameters or reply_to_message_id
-    message: JSON
     params: dict[str, Any]
-    at: float
     photo: bytes | None = None
 
     @property
@@ -209,7 +199,7 @@ class FakeTelegram(LoopbackServer):
         #: parse each injected update as PTB would; a benchmark sending only well-formed updates
         #: may turn it off (it is the fake's most expensive step)
         self.validate_updates = True
-        self.sent: list[SentMessage] = []
+        self.outbox: Outbox[SentMessage] = Outbox(self.recorder)
         self.files: dict[str, FakeFile] = {}
         self.chats: dict[int, JSON] = {}
         self.users: dict[int, JSON] = {}
@@ -221,8 +211,6 @@ class FakeTelegram(LoopbackServer):
         self._ids = itertools.count(1)
         self._pending: deque[tuple[int, str]] = deque()  # (update_id, update JSON text)
         self._pollers: set[asyncio.Future[None]] = set()
-        self._sent_by_chat: dict[int, list[SentMessage]] = {}
-        self._reply_cursor: dict[int, int] = {}
         #: the registered webhook (``url``, ``secret_token``, ``allowed_updates``), or None: polling
         self.webhook: JSON | None = None
         self._last_webhook_error: tuple[int, str] | None = None
@@ -269,8 +257,7 @@ class FakeTelegram(LoopbackServer):
             "TELEGRAM_TOKEN": self.token,
             "TELEGRAM_BASE_URL": self.base_url,
             "TELEGRAM_BASE_FILE_URL": self.base_file_url,
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
+            **DIRECT,
         }
 
     # -- users' actions ----------------------------------------------------------------------------
@@ -520,9 +507,14 @@ class FakeTelegram(LoopbackServer):
 
     # -- reading and waiting -----------------------------------------------------------------------
 
+    @property
+    def sent(self) -> list[SentMessage]:
+        """Everything the bot sent (sendMessage, sendPhoto), oldest first."""
+        return self.outbox.messages
+
     def replies(self, chat_id: int) -> list[SentMessage]:
         """Everything the bot sent to ``chat_id`` (sendMessage, sendPhoto), oldest first."""
-        return list(self._sent_by_chat.get(chat_id, ()))
+        return self.outbox.to(chat_id)
 
     async def wait_for_reply(self, chat_id: int, *, count: int = 1, timeout: float = 10) -> list[SentMessage]:
         """The next ``count`` messages the bot sends to ``chat_id`` that no earlier call returned.
@@ -530,19 +522,15 @@ class FakeTelegram(LoopbackServer):
         Each chat has a cursor, so successive calls return successive replies and a reply sent
         before the call is not missed.
         """
-        start = self._reply_cursor.get(chat_id, 0)
-        target = start + count
-        sent = self._sent_by_chat.setdefault(chat_id, [])
-        got = await self.wait_for(
-            lambda _: sent[start:target] if len(sent) >= target else None,
+        return await self.outbox.next(
+            chat_id,
+            count,
             timeout=timeout,
-            what=lambda: (
-                f"chat {chat_id}: {len(sent) - start} of {count} replies "
-                f"{[s.text for s in sent[start:]]!r}, {self.pending_updates} updates unconfirmed"
+            what=lambda unread: (
+                f"chat {chat_id}: {len(unread)} of {count} replies "
+                f"{[s.text for s in unread]!r}, {self.pending_updates} updates unconfirmed"
             ),
         )
-        self._reply_cursor[chat_id] = target
-        return got
 
     async def wait_until_confirmed(self, *, timeout: float = 10) -> None:
         """Until the bot has fetched and confirmed every injected update."""
@@ -714,8 +702,7 @@ class FakeTelegram(LoopbackServer):
 
     def _store_sent(self, sent: SentMessage) -> JSON:
         self._messages[sent.chat_id][sent.message_id] = sent.message
-        self.sent.append(sent)
-        self._sent_by_chat.setdefault(sent.chat_id, []).append(sent)
+        self.outbox.add(sent.chat_id, sent)
         return sent.message
 
     def _send_message(self, params: dict[str, Any]) -> JSON:
@@ -727,9 +714,8 @@ class FakeTelegram(LoopbackServer):
             raise _bad("message is too long")
         reply_id, message = self._bot_message(chat_id, params)
         message["text"] = text
-        return self._store_sent(
-            SentMessage("sendMessage", chat_id, text, reply_id, message, params, time.monotonic())
-        )
+        sent = SentMessage(message, time.monotonic(), "sendMessage", chat_id, text, reply_id, params)
+        return self._store_sent(sent)
 
     def _send_photo(self, params: dict[str, Any]) -> JSON:
         chat_id = self._known_chat(params)
@@ -745,7 +731,7 @@ class FakeTelegram(LoopbackServer):
         caption = params.get("caption")
         if caption is not None:
             message["caption"] = caption
-        sent = SentMessage("sendPhoto", chat_id, caption, reply_id, message, params, time.monotonic(), data)
+        sent = SentMessage(message, time.monotonic(), "sendPhoto", chat_id, caption, reply_id, params, data)
         return self._store_sent(sent)
 
     def _send_chat_action(self, params: dict[str, Any]) -> bool:

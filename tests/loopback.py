@@ -13,7 +13,9 @@ Each fake (``fake_telegram.py``, ``fake_discord.py``, ``fake_hub.py``) is an aio
   :meth:`~LoopbackServer.clear_failures`), :meth:`~LoopbackServer.hang` (a request is accepted
   and never answered until cleared or stopped);
 - a download gate: :meth:`~LoopbackServer.hold_downloads` keeps file downloads waiting (the
-  request arrived, no bytes sent) until :meth:`~LoopbackServer.release_downloads`.
+  request arrived, no bytes sent) until :meth:`~LoopbackServer.release_downloads`;
+- what the bot sent: an :class:`Outbox` of :class:`SentMessage` records (each fake's own kind,
+  with its platform's fields), and the :class:`UploadedFile` parts of multipart requests.
 
 A route is what a fake records a request under: a Bot API method name (``"sendMessage"``), a REST
 route template (``"POST /channels/{channel_id}/messages"``), or :data:`DOWNLOAD`. Matching
@@ -23,13 +25,14 @@ ignores case.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from types import MappingProxyType, TracebackType
+from typing import Any, Generic, Self, TypeVar
 
 from aiohttp import web
 
@@ -41,6 +44,17 @@ Predicate = Callable[[Sequence["Record"]], T | None]
 DOWNLOAD = "download"
 #: the status of a request recorded on arrival because a hang holds it unanswered
 HELD = 0
+#: what a child process's environment needs to reach a fake on 127.0.0.1 even behind a proxy
+DIRECT: Mapping[str, str] = MappingProxyType(
+    {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a child process that must be told its port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,63 @@ class Recorder:
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """A file part of a multipart request (Telegram's ``sendPhoto`` with bytes, Discord's ``files[n]``)."""
+
+    filename: str | None
+    content_type: str | None
+    data: bytes
+
+
+@dataclass
+class SentMessage:
+    """A message the bot sent: the platform's JSON for it, and when (``time.monotonic()``); each
+    fake's subclass adds its platform's fields."""
+
+    message: Any
+    at: float
+
+
+S = TypeVar("S", bound=SentMessage)
+
+
+class Outbox(Generic[S]):
+    """Every message the bot sent, oldest first and by destination (a chat or a channel), with a
+    read cursor per destination: successive waits return successive messages, and a message sent
+    before a wait is not missed."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.messages: list[S] = []
+        self._recorder = recorder
+        self._by_destination: dict[int, list[S]] = {}
+        self._cursor: dict[int, int] = {}
+
+    def add(self, destination: int, sent: S) -> None:
+        self.messages.append(sent)
+        self._by_destination.setdefault(destination, []).append(sent)
+
+    def to(self, destination: int) -> list[S]:
+        """Everything sent to ``destination``, oldest first."""
+        return list(self._by_destination.get(destination, ()))
+
+    async def next(
+        self, destination: int, count: int, *, timeout: float, what: Callable[[list[S]], str]
+    ) -> list[S]:
+        """The next ``count`` messages sent to ``destination`` that no earlier call returned;
+        ``what(unread)`` describes what did arrive, should the timeout pass."""
+        start = self._cursor.get(destination, 0)
+        target = start + count
+        sent = self._by_destination.setdefault(destination, [])
+        got = await self._recorder.wait_for(
+            lambda _: sent[start:target] if len(sent) >= target else None,
+            timeout=timeout,
+            what=lambda: what(sent[start:]),
+        )
+        self._cursor[destination] = target
+        return got
 
 
 def _resolve(future: asyncio.Future[Any], outcome: Any) -> None:

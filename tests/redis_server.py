@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -18,6 +17,8 @@ from types import TracebackType
 from typing import Self
 
 import pytest
+
+from tests.loopback import free_port
 
 READY = "Ready to accept connections"
 
@@ -30,12 +31,6 @@ def redis_server_binary() -> str:
             pytest.fail("redis-server is not installed (.ci/run installs it)")
         pytest.skip("needs Debian's redis-server: apt-get install redis-server")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

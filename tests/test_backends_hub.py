@@ -17,22 +17,8 @@ from tests.fake_hub import FakeHub, read_folder
 from tests.test_hub import TOKEN, ask, child_env, many, run_together
 from tests.tiny_models import VILT_ANSWERS, save_tiny_vilt
 
-# one JSON line per case: what loaded, which files the cache holds, the answer
-LOAD = """
-import json, sys
-from pathlib import Path
-from vqa_engine.loading.loader import load_backend
-from vqa_engine.options import ModelOptions
-image = Path(sys.argv[2]).read_bytes()
-for case in json.loads(sys.argv[1]):
-    try:
-        backend = load_backend(ModelOptions(device="cpu", **case))
-        prediction = backend.predict(image, sys.argv[3], top_k=3).to_dict()
-        out = {"info": backend.info.to_dict(), **prediction}
-    except Exception as exc:
-        out = {"error": type(exc).__name__, "message": str(exc)}
-    print(json.dumps(out), flush=True)
-"""
+# one JSON line per case: what loaded, the answer
+LOAD = "tests.children.load_backends"
 
 
 def without_safetensors(folder: Path) -> dict[str, bytes]:

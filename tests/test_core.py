@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,9 +18,9 @@ from bots.core import ChatCore, extract_question
 from bots.events import Button, ChatEvent, Command, ImageRef, Outcome, Press
 from bots.memory import ImageMemory
 from bots.prediction_log import PredictionLog
-from bots.ratelimit import MemoryRateLimiter
 from bots.user_queue import QueueFullError, UserQueue
 from tests.conftest import BUNDLED_MODEL, ROOT
+from tests.core_builder import build_test_core
 from tests.test_engine import GatedModel, in_forward, loader_with, until
 from vqa_engine import Candidate, Prediction, VQAEngine
 from vqa_engine.modular.package import load_package
@@ -96,15 +96,12 @@ async def engine() -> AsyncIterator[VQAEngine]:
         yield engine
 
 
-def make_core(engine: VQAEngine, tmp_path: Path, **kwargs: object) -> ChatCore:
-    options: dict[str, object] = {
-        "limiter": MemoryRateLimiter("10/minute"),
-        "queue": UserQueue(max_in_flight=2, max_waiting=5),
-        "memory": ImageMemory(),
-        "prediction_log": PredictionLog(tmp_path / "predictions.jsonl", salt="test-salt"),
-    }
-    options.update(kwargs)
-    return ChatCore(engine, **options)  # type: ignore[arg-type]
+def make_core(
+    engine: VQAEngine, tmp_path: Path, *, platforms: Callable[[], Sequence[str]] = tuple, **settings: object
+) -> ChatCore:
+    """The service's chat core around ``engine``; ``settings`` override the defaults."""
+    log = PredictionLog(tmp_path / "predictions.jsonl", salt="test-salt")
+    return build_test_core(engine, log, platforms=platforms, health=tuple, **settings)
 
 
 def finish(core: ChatCore, tmp_path: Path) -> list[dict[str, object]]:
@@ -329,7 +326,7 @@ async def test_beyond_the_queue_bound_a_question_is_politely_refused(tmp_path: P
     holder: list[GatedModel] = []
     async with VQAEngine(loader_with(GatedModel, holder)) as engine:
         model = holder[0]
-        core = make_core(engine, tmp_path, queue=UserQueue(max_in_flight=1, max_waiting=1))
+        core = make_core(engine, tmp_path, max_in_flight_per_user=1, max_queued_per_user=1)
         downloads = Downloads(blue=example("blue_circle"))
         model.close_gate()
         running = asyncio.create_task(core.handle(event(downloads, COLOR_Q, downloads.ref("blue"))))
@@ -343,6 +340,7 @@ async def test_beyond_the_queue_bound_a_question_is_politely_refused(tmp_path: P
     entries = finish(core, tmp_path)
     assert refused is not None and refused.outcome is Outcome.QUEUE_FULL
     assert refused.text == replies.queue_full(1)
+    assert refused.retry_after_s == QueueFullError.retry_after_s == 1  # the refusal's own
     assert [r.outcome for r in answered if r] == [Outcome.ANSWERED] * 3
     assert sorted(e["outcome"] for e in entries) == ["answered"] * 3 + ["queue_full"]  # type: ignore[type-var]
 
@@ -367,9 +365,7 @@ async def test_the_eleventh_question_in_a_minute_is_refused_with_when_to_retry(
 
 
 async def test_admins_are_not_rate_limited(engine: VQAEngine, tmp_path: Path) -> None:
-    core = make_core(
-        engine, tmp_path, limiter=MemoryRateLimiter("2/minute"), admins=frozenset({("telegram", "1")})
-    )
+    core = make_core(engine, tmp_path, rate_limit="2/minute", admin_ids="telegram:1")
     downloads = Downloads(red=example("red_triangle"))
     results = [await core.handle(event(downloads, COLOR_Q, downloads.ref("red"), user="1")) for _ in range(5)]
     assert {r.outcome for r in results if r} == {Outcome.ANSWERED}
@@ -541,11 +537,42 @@ async def test_a_refused_file_without_a_question_says_what_is_wrong_now(
     assert (entry["outcome"], entry["question"]) == ("rejected:not_image", "")
 
 
+async def test_a_self_contained_request_without_an_image_or_a_question_is_a_logged_refusal(
+    engine: VQAEngine, tmp_path: Path
+) -> None:
+    """The web's requests carry all they ask about: nothing remembered completes them, and what
+    is missing is refused like any other question, with its log line."""
+    core = make_core(engine, tmp_path)
+    downloads = Downloads(green=example("green_rectangle"))
+
+    def web(text: str, *images: ImageRef) -> ChatEvent:
+        return event(downloads, text, *images, platform="web", self_contained=True)
+
+    answered = await core.handle(web(COLOR_Q, downloads.ref("green", size=1234)))
+    no_image = await core.handle(web(SHAPE_Q))  # the green one is not recalled
+    blank = await core.handle(web("  ", downloads.ref("green", size=1234)))
+    both = await core.handle(web(""))
+    entries = finish(core, tmp_path)
+    assert answered is not None and answered.outcome is Outcome.ANSWERED
+    assert no_image is not None and both is not None and blank is not None
+    assert (no_image.text, no_image.outcome) == (replies.WEB_NO_IMAGE, Outcome.REJECTED_NO_IMAGE)
+    assert (blank.text, blank.outcome) == (replies.NEED_QUESTION, Outcome.REJECTED_BAD_QUESTION)
+    assert both.outcome is Outcome.REJECTED_NO_IMAGE  # the image is missing first
+    assert [(e["platform"], e["outcome"], e["question"], e["image_bytes"]) for e in entries] == [
+        ("web", "answered", COLOR_Q, len(example("green_rectangle"))),
+        ("web", "rejected:no_image", SHAPE_Q, None),
+        ("web", "rejected:bad_question", "", 1234),
+        ("web", "rejected:no_image", "", None),
+    ]
+    assert downloads.fetched == ["green"]  # refused before any download
+    assert core.outcomes[("web", "rejected:no_image")] == 2
+
+
 # -- commands ---------------------------------------------------------------------------------
 
 
 async def test_help_health_and_stats(engine: VQAEngine, tmp_path: Path) -> None:
-    core = make_core(engine, tmp_path, admins=frozenset({("telegram", "1")}), platforms=lambda: ["telegram"])
+    core = make_core(engine, tmp_path, admin_ids="telegram:1", platforms=lambda: ["telegram"])
     downloads = Downloads(blue=example("blue_circle"), pdf=PDF)
     await core.handle(event(downloads, COLOR_Q, downloads.ref("blue")))
     await core.handle(event(downloads, COLOR_Q, downloads.ref("pdf")))
@@ -616,7 +643,7 @@ async def test_the_chart_of_a_guess_carries_its_notice(engine: VQAEngine, tmp_pa
 
 
 async def test_about_and_help_describe_the_model_from_its_package(engine: VQAEngine, tmp_path: Path) -> None:
-    core = make_core(engine, tmp_path, admins=frozenset({("telegram", "1")}))
+    core = make_core(engine, tmp_path, admin_ids="telegram:1")
     downloads = Downloads()
     about = await core.handle(event(downloads, command=Command.ABOUT))
     help_ = await core.handle(event(downloads, command=Command.START))

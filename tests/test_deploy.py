@@ -24,7 +24,8 @@ import main
 from config import Settings, load_settings
 from config.reference import END, START, env_example, table
 from tests.conftest import ROOT
-from tests.web_fixture import child_env, free_port, start_child
+from tests.loopback import free_port
+from tests.web_fixture import child_env, start_child
 
 DOCKERFILE = ROOT / "Dockerfile"
 

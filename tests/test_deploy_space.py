@@ -35,7 +35,7 @@ SPACE = "me/vqa-demo"
 MODEL = "models/easy-vqa-film"
 #: what a Space needs besides the folders below; .gitattributes is the Hub's own (kept)
 TOP_FILES = {"app.py", "main.py", "requirements.txt", "pre-requirements.txt", "LICENSE", "README.md"}
-FOLDERS = ("bots", "config", "vqa_engine", "examples", MODEL)
+FOLDERS = ("bots", "config", "service", "vqa_engine", "examples", MODEL)
 NEVER = ("tests/", "benchmarks/", "docs/", "runs/", ".venv/", "deploy/", ".ci/", "Dockerfile", "compose.yaml")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import json
 from collections.abc import AsyncIterator, Callable
@@ -19,11 +20,9 @@ from PIL import Image
 from bots import replies
 from bots.core import ChatCore
 from bots.discord_bot import DiscordAdapter
-from bots.memory import ImageMemory
 from bots.prediction_log import PredictionLog
-from bots.ratelimit import MemoryRateLimiter
-from bots.user_queue import UserQueue
 from tests.conftest import BUNDLED_MODEL, ROOT
+from tests.core_builder import build_test_core
 from tests.fake_discord import RESUMED, FakeDiscord
 from tests.test_engine import GatedModel, in_forward, loader_with
 from vqa_engine import VQAEngine
@@ -77,19 +76,15 @@ async def running_bot(
             fake.add_guild(GUILD, "Shapes", channels=[(CHANNEL, "general")])
             for user, name in ((ALICE, "alice"), (BOB, "bob"), (ADMIN, "admin")):
                 fake.add_user(user, name)
-            stack.enter_context(fake.patch_discord())
             engine = VQAEngine(loader or (lambda: load_package(BUNDLED_MODEL)))
             await engine.start()
             stack.push_async_callback(engine.close)
             log_path = tmp_path / "predictions.jsonl"
             adapters: list[DiscordAdapter] = []
-            core = ChatCore(
+            core = build_test_core(
                 engine,
-                limiter=MemoryRateLimiter("10/minute"),
-                queue=UserQueue(),
-                memory=ImageMemory(),
-                prediction_log=PredictionLog(log_path, salt="test-salt"),
-                admins=frozenset({("discord", str(ADMIN))}),
+                PredictionLog(log_path, salt="test-salt"),
+                admin_ids=f"discord:{ADMIN}",
                 platforms=lambda: ["discord"] if adapters and adapters[0].connected else [],
             )
             adapter = DiscordAdapter(
@@ -98,6 +93,8 @@ async def running_bot(
                 message_content=message_content,
                 guild_ready_timeout=0.05,
                 defer_after_s=defer_after_s,
+                api_base=fake.api_base,
+                gateway_url=fake.gateway_url,
             )
             adapters.append(adapter)
             bot = Bot(fake, core, adapter, log_path)
@@ -290,10 +287,18 @@ async def test_slash_commands_are_registered_only_when_they_changed(tmp_path: Pa
         fake = bot.fake
         await bot.finish()
         first = len(fake.calls_of("PUT /applications/{app_id}/commands"))
-        again = DiscordAdapter(bot.core, token=fake.token, guild_ready_timeout=0.05)
+        at_fake = functools.partial(
+            DiscordAdapter,
+            bot.core,
+            token=fake.token,
+            guild_ready_timeout=0.05,
+            api_base=fake.api_base,
+            gateway_url=fake.gateway_url,
+        )
+        again = at_fake()
         await again.start()  # a restart with the same commands
         await again.stop()
-        forced = DiscordAdapter(bot.core, token=fake.token, guild_ready_timeout=0.05, sync_commands=True)
+        forced = at_fake(sync_commands=True)
         await forced.start()
         await forced.stop()
     puts = fake.calls_of("PUT /applications/{app_id}/commands")

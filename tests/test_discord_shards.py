@@ -11,13 +11,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
 
-from bots.core import ChatCore
 from bots.discord_bot import DiscordAdapter
-from bots.memory import ImageMemory
 from bots.prediction_log import PredictionLog
-from bots.ratelimit import MemoryRateLimiter
-from bots.user_queue import UserQueue
 from tests.conftest import BUNDLED_MODEL, ROOT
+from tests.core_builder import build_test_core
 from tests.fake_discord import IDENTIFY, FakeDiscord
 from tests.web_fixture import child_env, start_child
 from vqa_engine import VQAEngine
@@ -49,18 +46,14 @@ async def sharded_bot(
             fake.add_guild(GUILD_ON_1, "One", channels=[CHANNEL_ON_1])
             fake.add_user(ALICE, "alice")
             fake.add_user(ADMIN, "admin")
-            stack.enter_context(fake.patch_discord())
             engine = VQAEngine(lambda: load_package(BUNDLED_MODEL))
             await engine.start()
             stack.push_async_callback(engine.close)
             adapters: list[DiscordAdapter] = []
-            core = ChatCore(
+            core = build_test_core(
                 engine,
-                limiter=MemoryRateLimiter("10/minute"),
-                queue=UserQueue(),
-                memory=ImageMemory(),
-                prediction_log=stack.enter_context(PredictionLog(tmp_path / "p.jsonl", salt="s")),
-                admins=frozenset({("discord", str(ADMIN))}),
+                stack.enter_context(PredictionLog(tmp_path / "p.jsonl", salt="s")),
+                admin_ids=f"discord:{ADMIN}",
                 platforms=lambda: ["discord"] if adapters[0].connected else [],
                 health=lambda: adapters[0].health(),
             )
@@ -71,6 +64,8 @@ async def sharded_bot(
                 shard_count=shard_count,
                 shard_ids=shard_ids,
                 identify_delay_s=0,  # (the loopback gateway has no IDENTIFY rate limit)
+                api_base=fake.api_base,
+                gateway_url=fake.gateway_url,
             )
             adapters.append(adapter)
             await adapter.start()

@@ -288,6 +288,7 @@ async def test_busy_when_the_queue_is_full() -> None:
         with pytest.raises(EngineBusyError) as refused:
             await engine.answer(image("green_rectangle"), COLOR_Q)
         assert str(refused.value) == "I'm busy answering other questions; please try again in a few seconds"
+        assert refused.value.retry_after_s == 5  # as the message words it: an HTTP Retry-After
         open_gate(model)
         answers = await asyncio.gather(first, *queued)
         assert len(answers) == 3
@@ -304,8 +305,9 @@ async def test_a_request_times_out_with_a_clear_message() -> None:
     async with VQAEngine(loader_with(GatedModel, holder), options=options) as engine:
         model = holder[0]
         model.close_gate()
-        with pytest.raises(EngineTimeoutError, match="that took too long"):
+        with pytest.raises(EngineTimeoutError, match="that took too long") as timed_out:
             await engine.answer(image("blue_circle"), COLOR_Q)
+        assert timed_out.value.retry_after_s == 60  # "please try again in a minute"
         assert engine.stats().in_flight == 0
         open_gate(model)
         later = await engine.answer(image("green_rectangle"), COLOR_Q)
@@ -423,8 +425,9 @@ async def test_close_answers_what_was_accepted_and_refuses_new_questions(
     await until(lambda: engine.stats().queue_depth == 4)
     closing = asyncio.create_task(engine.close())
     await until(lambda: engine.stats().state == "closing")
-    with pytest.raises(EngineClosedError, match="please ask again in a minute"):
+    with pytest.raises(EngineClosedError, match="please ask again in a minute") as refused:
         await engine.answer(image("blue_circle"), COLOR_Q)
+    assert refused.value.retry_after_s == 60
     open_gate(model)
     answers = await asyncio.gather(first, *queued)
     await closing
@@ -441,8 +444,9 @@ async def test_close_gives_up_after_the_drain_timeout(gated: tuple[VQAEngine, Ga
     queued = asyncio.create_task(engine.answer(image("blue_circle"), COLOR_Q))
     await until(lambda: engine.stats().queue_depth == 1)
     await engine.close(drain_timeout=0.05)
-    with pytest.raises(EngineClosedError, match="shutting down"):
+    with pytest.raises(EngineClosedError, match="shutting down") as refused:
         await queued
+    assert refused.value.retry_after_s == 60  # "please ask again later"
     model.gate.set()
     first.cancel()
 

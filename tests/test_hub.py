@@ -2,7 +2,7 @@
 
 huggingface_hub reads HF_ENDPOINT, HF_HUB_CACHE and HF_HUB_OFFLINE when it is imported, so the
 code under test runs in child processes (``main.py ask``, ``python -m vqa_engine.loading.hub``, or one
-``python -c`` that checks many repos at once, to pay for starting torch only a few times). Every
+of ``tests/children`` that checks many repos at once, to pay for starting torch only a few times). Every
 child gets a distinctive token where a token makes sense, and no output may ever contain it.
 """
 
@@ -49,39 +49,9 @@ OUR_FILES = {
 }
 Results = dict[str, dict[str, Any]]  # case name -> what the child printed for it
 
-# run by the "many repos in one child" checks: one JSON line per case
-PREDICT = """
-import json, os, sys
-from pathlib import Path
-from vqa_engine.loading.hub import load_model
-from vqa_engine.modular.predictor import Predictor
-image = Path(sys.argv[2]).read_bytes()
-for case in json.loads(sys.argv[1]):
-    token = os.environ["TEST_HUB_TOKEN"] if case.get("token") else None
-    try:
-        package = load_model(case["repo"], revision=case.get("revision"), token=token, device="cpu")
-        prediction = Predictor(package).predict(image, sys.argv[3], top_k=99).to_dict()
-        out = {"revision": package.revision, "from_cache": package.source.from_cache, **prediction}
-    except Exception as exc:
-        out = {"error": type(exc).__name__, "message": str(exc)}
-    print(json.dumps(out), flush=True)
-"""
-# resolve_model only: this child must not need torch
-RESOLVE = """
-import json, os, sys
-from vqa_engine.loading.hub import resolve_model
-for case in json.loads(sys.argv[1]):
-    token = os.environ["TEST_HUB_TOKEN"] if case.get("token") else None
-    token = "hf_wrongWRONGwrong" if case.get("wrong") else token
-    try:
-        folder, source = resolve_model(case["repo"], revision=case.get("revision"), token=token)
-        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-        out = {"revision": source.revision, "from_cache": source.from_cache, "files": files}
-    except Exception as exc:
-        out = {"error": type(exc).__name__, "message": str(exc)}
-    print(json.dumps(out), flush=True)
-print(json.dumps({"torch imported": "torch" in sys.modules}))
-"""
+# the "many repos in one child" checks: one JSON line per case
+PREDICT = "tests.children.hub_predict"
+RESOLVE = "tests.children.hub_resolve"  # resolve_model only: this child must not need torch
 
 
 def child_env(hub_url: str, cache: Path, **extra: str) -> dict[str, str]:
@@ -126,9 +96,9 @@ def hub_calls(hub: FakeHub) -> list[HubRecord]:
     return [r for r in hub.calls if isinstance(r, HubRecord)]
 
 
-def many(script: str, env: dict[str, str], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run ``cases`` through ``script`` in one child: one JSON line per case (and any trailer)."""
-    result = run(["-c", script, json.dumps(cases), str(IMAGE), QUESTION], {**env, "PYTHONPATH": str(ROOT)})
+def many(module: str, env: dict[str, str], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run ``cases`` through ``python -m module`` in one child: one JSON line per case (and any trailer)."""
+    result = run(["-m", module, json.dumps(cases), str(IMAGE), QUESTION], {**env, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]
 
@@ -523,13 +493,12 @@ def test_load_model_from_a_local_folder_with_device_cuda_falls_back_to_cpu(
 
 
 def test_resolving_a_local_folder_imports_neither_torch_nor_huggingface_hub() -> None:
-    code = (
-        "import sys; from vqa_engine.loading.hub import resolve_model; "
-        f"folder, source = resolve_model({str(BUNDLED_MODEL)!r}); "
-        "print(folder.is_dir(), 'torch' in sys.modules, 'huggingface_hub' in sys.modules)"
-    )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+        [sys.executable, "-m", "tests.children.resolve_local", str(BUNDLED_MODEL)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
     assert result.stdout.split() == ["True", "False", "False"], result.stderr
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-import main
 from bots import replies
 from bots.core import ChatCore
 from bots.events import Button, ChatEvent, Command, ImageRef, Outcome, Press
@@ -26,6 +25,8 @@ from bots.state.redis_cache import RedisPredictionCache
 from bots.state.redis_once import RedisOnce
 from config import Settings, load_settings
 from config.log import RedactSecrets
+from service.builders import build_core
+from service.state import SharedState, build_state
 from tests.conftest import BUNDLED_MODEL, ROOT
 from tests.redis_server import RedisServer
 from vqa_engine import Candidate, Prediction, VQAEngine
@@ -151,7 +152,7 @@ def settings_for(server: RedisServer, tmp_path: Path, **overrides: object) -> Se
 class Process:
     """What one ``main.py`` process would hold: its state (and link to Redis) and its chat core."""
 
-    state: main.State
+    state: SharedState
     core: ChatCore
 
     @property
@@ -167,12 +168,12 @@ async def two_processes(
     async with contextlib.AsyncExitStack() as stack:
         processes = []
         for name in ("a", "b"):
-            state = main.build_state(settings)
+            state = build_state(settings)
             assert state.link is not None
             await state.link.start()
             stack.push_async_callback(state.link.close)
             log = stack.enter_context(PredictionLog(tmp_path / f"{name}.jsonl", salt="s"))
-            core = main.build_core(settings, engine, log, state=state, platforms=tuple, health=state.health)
+            core = build_core(settings, engine, log, state=state, platforms=tuple, health=state.health)
             processes.append(Process(state, core))
         yield processes[0], processes[1]
 
@@ -269,7 +270,7 @@ async def test_an_answer_computed_by_one_process_is_not_computed_again_by_anothe
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     settings = settings_for(redis_server, tmp_path)
-    states = [main.build_state(settings) for _ in range(2)]
+    states = [build_state(settings) for _ in range(2)]
     engines = [
         VQAEngine(lambda: load_package(BUNDLED_MODEL), options=EngineOptions(), shared_cache=s.cache)
         for s in states
@@ -332,8 +333,8 @@ async def test_every_key_is_in_the_namespace_and_expires(
         prediction = Prediction("red", 0.9, (Candidate("red", 0.9),))
         await a.state.cache.put(("image", "question", "model"), prediction)
         await a.state.once.first("telegram-update:1:5")
-        assert a.state.load is not None
-        ticket = await a.state.load.enter("telegram", "44")  # a question still in flight
+        assert a.state.in_flight is not None
+        ticket = await a.state.in_flight.enter("telegram", "44")  # a question still in flight
         ttls = await keys_and_ttls(redis_server.url)
     assert ticket is not None
     prefixes = {key.split(":")[1] for key in ttls}

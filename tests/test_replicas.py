@@ -26,8 +26,9 @@ from bots import replies
 from bots.web.telegram_webhook import SECRET_HEADER
 from tests.conftest import ROOT
 from tests.fake_telegram import FakeTelegram
+from tests.loopback import free_port
 from tests.redis_server import RedisServer
-from tests.web_fixture import Child, child_env, example, free_port, start_child
+from tests.web_fixture import Child, child_env, example, start_child
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from bots.options import ChatOptions
 from config import DEFAULT_MODEL_DIR, AskSettings, Settings, SettingsError, load_settings
@@ -205,3 +207,48 @@ def test_blank_tokens_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISCORD_TOKEN", "  ")
     settings = load_settings(Settings)
     assert settings.telegram_token is None and settings.discord_token is None
+
+
+BLANK_MEANS_UNSET = (
+    "TELEGRAM_TOKEN",
+    "TELEGRAM_BASE_URL",
+    "TELEGRAM_BASE_FILE_URL",
+    "TELEGRAM_WEBHOOK_URL",
+    "TELEGRAM_WEBHOOK_SECRET",
+    "DISCORD_TOKEN",
+    "DISCORD_API_BASE",
+    "DISCORD_GATEWAY_URL",
+    "REDIS_URL",
+    "MODEL_REVISION",
+    "PORT",
+    "WEB_PORT",
+    "API_KEYS",
+)
+
+
+def test_every_optional_setting_is_unset_when_blank(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in BLANK_MEANS_UNSET:
+        monkeypatch.setenv(name, " ")
+    settings = load_settings(Settings)
+    assert {name: getattr(settings, name.lower()) for name in BLANK_MEANS_UNSET} == dict.fromkeys(
+        BLANK_MEANS_UNSET
+    )
+
+
+def test_settings_keep_every_validator_of_their_parts() -> None:
+    """pydantic keeps one validator of a name across the classes a model inherits: two option
+    classes with a validator of the same name would silently lose one."""
+
+    def function(decorator: Any) -> object:
+        return getattr(decorator.func, "__func__", decorator.func)
+
+    for kind in (Settings, AskSettings):
+        kept = kind.__pydantic_decorators__
+        for part in kind.__mro__[1:]:
+            if part is BaseModel or not (isinstance(part, type) and issubclass(part, BaseModel)):
+                continue
+            for group in ("field_validators", "model_validators"):
+                for name, decorator in getattr(part.__pydantic_decorators__, group).items():
+                    assert function(getattr(kept, group)[name]) is function(decorator), (
+                        f"{part.__name__}.{name}"
+                    )

@@ -27,13 +27,11 @@ from PIL import Image
 
 from bots import replies
 from bots.core import ChatCore
-from bots.memory import ImageMemory
 from bots.prediction_log import PredictionLog
-from bots.ratelimit import MemoryRateLimiter
 from bots.telegram_bot import TelegramAdapter
-from bots.user_queue import UserQueue
 from config.log import QUIET_LOGGERS, RedactSecrets
 from tests.conftest import BUNDLED_MODEL, ROOT
+from tests.core_builder import build_test_core
 from tests.fake_telegram import FakeTelegram, SentMessage
 from vqa_engine import Candidate, Prediction, VQAEngine
 from vqa_engine.modular.package import ModelPackage, load_package
@@ -128,13 +126,10 @@ async def running_bot(
             stack.push_async_callback(engine.close)
             log_path = tmp_path / "predictions.jsonl"
             adapters: list[TelegramAdapter] = []
-            core = ChatCore(
+            core = build_test_core(
                 engine,
-                limiter=MemoryRateLimiter("10/minute"),
-                queue=UserQueue(),
-                memory=ImageMemory(),
-                prediction_log=PredictionLog(log_path, salt="test-salt"),
-                admins=frozenset({("telegram", str(ADMIN))}),
+                PredictionLog(log_path, salt="test-salt"),
+                admin_ids=f"telegram:{ADMIN}",
                 platforms=lambda: ["telegram"] if adapters and adapters[0].connected else [],
             )
             adapter = TelegramAdapter(

@@ -18,15 +18,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-import main
 from bots.prediction_log import PredictionLog
 from bots.telegram_bot import ALLOWED_UPDATES, TelegramAdapter, Webhook
 from bots.web.server import WebServer
 from bots.web.telegram_webhook import WebhookInbox
 from config import Settings, load_settings
+from service.builders import HttpAddress, build_core, build_metrics, build_web_server
 from tests.conftest import BUNDLED_MODEL, ROOT, run_main
 from tests.fake_telegram import WEBHOOK, FakeTelegram
-from tests.web_fixture import free_port
+from tests.loopback import free_port
 from vqa_engine import VQAEngine
 from vqa_engine.modular.package import load_package
 
@@ -56,7 +56,7 @@ class Hooked:
 
 @contextlib.asynccontextmanager
 async def webhook_bot(tmp_path: Path, *, start_adapter: bool = True) -> AsyncIterator[Hooked]:
-    """The HTTP server with the webhook route (as ``main.serve`` builds it) and the adapter."""
+    """The HTTP server with the webhook route (as ``service.app.Service`` builds it) and the adapter."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/telegram/updates"
     settings = load_settings(
@@ -73,11 +73,11 @@ async def webhook_bot(tmp_path: Path, *, start_adapter: bool = True) -> AsyncIte
         engine = VQAEngine(lambda: load_package(BUNDLED_MODEL))
         stack.push_async_callback(engine.close)
         log = stack.enter_context(PredictionLog(settings.prediction_log, salt="s"))
-        core = main.build_core(settings, engine, log, platforms=tuple)
-        metrics = main.build_metrics(engine, dict)
+        core = build_core(settings, engine, log, platforms=tuple)
+        metrics = build_metrics(engine, dict)
         inbox = WebhookInbox()
-        address = main.HttpAddress("127.0.0.1", port)
-        server = main.build_web_server(settings, core, engine, metrics, address, dict, webhook_inbox=inbox)
+        address = HttpAddress("127.0.0.1", port)
+        server = build_web_server(settings, core, engine, metrics, address, dict, webhook_inbox=inbox)
         await server.start()
         stack.push_async_callback(server.stop)
         await engine.start()
@@ -242,7 +242,7 @@ async def test_a_second_process_polling_the_same_bot_is_named_once(
         stack.push_async_callback(fake.stop)
         engine = await stack.enter_async_context(VQAEngine(lambda: load_package(BUNDLED_MODEL)))
         log = stack.enter_context(PredictionLog(settings.prediction_log, salt="s"))
-        core = main.build_core(settings, engine, log, platforms=tuple)
+        core = build_core(settings, engine, log, platforms=tuple)
         adapter = TelegramAdapter(
             core, token=TOKEN, base_url=fake.base_url, base_file_url=fake.base_file_url, poll_timeout=1
         )

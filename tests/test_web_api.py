@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import main
 from bots import replies
 from config import AskSettings, load_settings
+from service import ask as ask_command
 from tests.conftest import BUNDLED_MODEL
 from tests.test_engine import GatedModel, in_forward, loader_with, open_gate, until
 from tests.web_fixture import COLOR_Q, EXAMPLES, SHAPE_Q, example, running_web
@@ -74,7 +74,7 @@ async def test_an_answer_is_the_object_ask_json_prints(
     assert status == 200
     assert headers["Content-Type"] == "application/json"
     settings = load_settings(AskSettings, device="cpu")
-    assert main.ask(settings, str(EXAMPLES / "red_triangle.png"), COLOR_Q, as_json=True, top_k=4) == 0
+    assert ask_command.ask(settings, str(EXAMPLES / "red_triangle.png"), COLOR_Q, as_json=True, top_k=4) == 0
     printed = json.loads(capsys.readouterr().out)
     assert body.keys() == printed.keys()  # whatever keys Prediction.to_dict() has
     assert body["answer"] == printed["answer"] == "red"
@@ -213,6 +213,37 @@ async def test_bad_input_gets_its_status_and_the_users_message(
     assert refused_at_the_door != seen_by_the_core
     assert refused_at_the_door or f"outcome={outcome}" in caplog.text
     assert "Traceback" not in caplog.text
+
+
+async def test_a_request_without_an_image_or_a_question_is_refused_by_the_core_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    red = example("red_triangle")
+    async with running_web(tmp_path) as web, aiohttp.ClientSession() as http:
+        no_image = await ask(http, web.url, form(None, SHAPE_Q))
+        no_question = await ask(http, web.url, form(red, None))
+        blank = await ask(http, web.url, form(red, "   ", top_k="11"))  # the question comes first
+        neither = await ask(http, web.url, form(None, None, top_k="five"))
+        entries = web.log_lines()
+    assert [
+        (status, body["outcome"], body["error"]) for status, _, body in (no_image, no_question, blank)
+    ] == [
+        (400, "rejected:no_image", replies.WEB_NO_IMAGE),
+        (422, "rejected:bad_question", replies.NEED_QUESTION),
+        (422, "rejected:bad_question", replies.NEED_QUESTION),
+    ]
+    assert (neither[0], neither[2]["outcome"]) == (400, "rejected:no_image")
+    assert [
+        (e["platform"], e["chat_type"], e["outcome"], e["question"], e["image_bytes"]) for e in entries
+    ] == [
+        ("web", "web", "rejected:no_image", SHAPE_Q, None),
+        ("web", "web", "rejected:bad_question", "", len(red)),
+        ("web", "web", "rejected:bad_question", "", len(red)),
+        ("web", "web", "rejected:no_image", "", None),
+    ]
+    assert len({e["user"] for e in entries}) == 1  # the client's address, hashed like any question
+    assert "web api: refused a request" not in caplog.text  # the core's refusals, not the door's
 
 
 async def test_a_malformed_multipart_body_is_400(tmp_path: Path) -> None:
@@ -400,7 +431,8 @@ async def test_metrics_parse_and_count_what_happened(tmp_path: Path) -> None:
     assert value("vqa_requests_total", platform="web", outcome="answered") == 2
     assert value("vqa_requests_total", platform="web", outcome="rejected:not_image") == 1
     assert value("vqa_requests_total", platform="web", outcome="rejected:no_image") == 1
-    assert value("vqa_request_duration_seconds_count", platform="web") == 3  # the questions the core saw
+    # the questions the core saw (the one without an image too: the core refused it)
+    assert value("vqa_request_duration_seconds_count", platform="web") == 4
     assert value("vqa_engine_batch_size_count") == 1  # one forward pass; the repeat came from the cache
     assert value("vqa_engine_batch_size_bucket", le="1.0") == 1
     assert value("vqa_engine_cache_hits_total") == 1

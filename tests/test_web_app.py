@@ -242,6 +242,26 @@ async def test_gradios_client_gets_the_chart_and_the_answer(tmp_path: Path) -> N
     assert [e["outcome"] for e in entries] == ["answered", "rejected:not_image", "rate_limited"]
 
 
+async def test_a_question_without_an_image_or_text_is_the_cores_refusal_and_logged(tmp_path: Path) -> None:
+    async with running_web(tmp_path) as web:
+        client = await asyncio.to_thread(Client, f"{web.url}/", verbose=False)
+
+        def predict(image: Path | None, question: str) -> tuple[Any, str]:
+            upload = handle_file(str(image)) if image is not None else None
+            return client.predict(upload, question, api_name="/ask")  # type: ignore[no-any-return]
+
+        no_image = await asyncio.to_thread(predict, None, COLOR_Q)
+        blank = await asyncio.to_thread(predict, EXAMPLES / "blue_circle.png", "  ")
+        entries = web.log_lines()
+    assert no_image[1] == replies.WEB_NO_IMAGE
+    assert blank[1] == replies.NEED_QUESTION
+    assert [(e["platform"], e["outcome"], e["question"]) for e in entries] == [
+        ("web", "rejected:no_image", COLOR_Q),
+        ("web", "rejected:bad_question", ""),
+    ]
+    assert entries[1]["image_bytes"] == (EXAMPLES / "blue_circle.png").stat().st_size
+
+
 async def test_past_the_queue_bound_gradios_client_is_told_the_queue_is_full(tmp_path: Path) -> None:
     holder: list[GatedModel] = []
     async with running_web(

@@ -12,8 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT
 from tests.fake_telegram import FakeTelegram
+from tests.loopback import free_port
 from tests.test_telegram import TOKEN
-from tests.web_fixture import COLOR_Q, child_env, example, free_port, served_port, start_child
+from tests.web_fixture import COLOR_Q, child_env, example, served_port, start_child
 
 API_KEY = "ci-client-0123456789abcdef"
 MAIN = str(ROOT / "main.py")  # run from another folder, as a host would

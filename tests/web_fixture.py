@@ -9,18 +9,17 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import main
 from bots.core import ChatCore
 from bots.prediction_log import PredictionLog
 from bots.web.server import WebServer
 from config import Settings, load_settings
+from service.builders import HttpAddress, build_core, build_metrics, build_web_server
 from tests.conftest import BUNDLED_MODEL, ROOT
 from vqa_engine import VQAEngine
 from vqa_engine.modular.package import ModelPackage, load_package
@@ -67,7 +66,7 @@ async def running_web(
     platforms: Mapping[str, bool] | None = None,
     **overrides: object,
 ) -> AsyncIterator[Web]:
-    """The server starts before the model loads, as in ``main.serve``; ``start_engine=False``
+    """The server starts before the model loads, as in ``service.app.Service``; ``start_engine=False``
     leaves loading it to the test."""
     settings = load_settings(
         Settings,
@@ -86,15 +85,15 @@ async def running_web(
         limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
     )
     connections = dict(platforms or {})
-    metrics = main.build_metrics(engine, lambda: connections)
+    metrics = build_metrics(engine, lambda: connections)
     async with contextlib.AsyncExitStack() as stack:
         prediction_log = stack.enter_context(PredictionLog(settings.prediction_log, salt="test-salt"))
         stack.push_async_callback(engine.close, drain_timeout=settings.shutdown_timeout_s)
-        core = main.build_core(
+        core = build_core(
             settings, engine, prediction_log, platforms=lambda: ["web"], observe=metrics.observe
         )
-        server = main.build_web_server(
-            settings, core, engine, metrics, main.HttpAddress("127.0.0.1", 0), lambda: connections
+        server = build_web_server(
+            settings, core, engine, metrics, HttpAddress("127.0.0.1", 0), lambda: connections
         )
         await server.start()
         stack.push_async_callback(server.stop)
@@ -109,13 +108,6 @@ async def running_web(
             settings.prediction_log,
             connections,
         )
-
-
-def free_port() -> int:
-    """A port nothing listens on now (for a child process that must be told its port)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def child_env(tmp_path: Path, **extra: str) -> dict[str, str]:

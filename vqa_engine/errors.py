@@ -56,7 +56,18 @@ class ModelDownloadError(ModelPackageError):
 
 
 class EngineError(VQAError):
-    """The engine could not answer right now; the message is safe to show a user."""
+    """The engine could not answer right now; the message is safe to show a user.
+
+    ``retry_after_s`` is when asking again may work, in seconds, as the message words it (an HTTP
+    front end's ``Retry-After``); it is given where the message is written.
+    """
+
+    retry_after_s: int | None = None
+
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        if retry_after_s is not None:
+            self.retry_after_s = retry_after_s
 
 
 class EngineBusyError(EngineError):
@@ -72,7 +83,8 @@ class EngineClosedError(EngineError):
 
 
 class InferenceError(EngineError):
-    """The model itself failed on this input (other questions in its batch were still answered)."""
+    """The model itself failed on this input (other questions in its batch were still answered);
+    asking the same again will not help, so it carries no ``retry_after_s``."""
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

@@ -7,12 +7,23 @@ Torch-free, so the settings (and the chat front ends) can import it without load
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from vqa_engine.option_types import OptionalStr
 
 #: candidates computed (and cached) per prediction; callers ask for fewer
 MAX_TOP_K = 10
+
+# The defaults that the engine's and the backends' own arguments share with the settings
+# (``ImageLimits()``, ``Backend.predict``), each written here once:
+DEFAULT_TOP_K = 3
+DEFAULT_NUM_BEAMS = 3
+#: ``MAX_IMAGE_BYTES`` and ``MAX_IMAGE_PIXELS`` (``config.settings.ImageSettings``): larger images
+#: are refused before they are decoded
+DEFAULT_MAX_IMAGE_BYTES = 20 * 2**20
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 
 
 class EngineOptions(BaseModel):
@@ -33,7 +44,10 @@ class EngineOptions(BaseModel):
         default=1, ge=1, le=64, description="threads decoding images (one measured best on 2 cores)"
     )
     top_k: int = Field(
-        default=3, ge=1, le=MAX_TOP_K, description="candidates in a prediction unless the caller asks"
+        default=DEFAULT_TOP_K,
+        ge=1,
+        le=MAX_TOP_K,
+        description="candidates in a prediction unless the caller asks",
     )
     torch_threads: int = Field(
         default=0, ge=0, description="intra-op threads of the forward pass (process-wide); 0: torch's default"
@@ -63,7 +77,7 @@ class ModelOptions(BaseModel):
         min_length=1,
         description="a model folder or a Hub repo id; several, comma-separated, as ID[@REVISION][:WEIGHT]",
     )
-    model_revision: str | None = Field(
+    model_revision: OptionalStr = Field(
         default=None, description="branch, tag or commit on the Hub, for every member that names none"
     )
     device: Device = Field(default="auto", description="auto, cpu or cuda")
@@ -74,16 +88,8 @@ class ModelOptions(BaseModel):
         default="none", description="int8: dynamic int8 Linear layers on the CPU (transformers models)"
     )
     num_beams: int = Field(
-        default=3, ge=1, le=MAX_TOP_K, description="beams, and so candidates, of a generative model's answer"
+        default=DEFAULT_NUM_BEAMS,
+        ge=1,
+        le=MAX_TOP_K,
+        description="beams, and so candidates, of a generative model's answer",
     )
-
-    @field_validator("model_revision", mode="before")
-    @classmethod
-    def _blank_revision_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @classmethod
-    def setting(cls, name: str) -> Any:
-        """The declaration of field ``name`` (default, limits, description), for ``config.Settings``
-        to declare the same setting without repeating it."""
-        return cls.model_fields[name]

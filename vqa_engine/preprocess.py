@@ -30,6 +30,7 @@ from vqa_engine.errors import (
     UnsupportedImageError,
 )
 from vqa_engine.formats import SUPPORTED_FORMATS, SUPPORTED_TEXT
+from vqa_engine.options import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 
 
 class ImageSettings(Protocol):
@@ -76,8 +77,8 @@ _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
 class ImageLimits:
     """Caps applied to every image before it is decoded."""
 
-    max_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 40_000_000
+    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
     def describe_bytes(self) -> str:
         return _human_bytes(self.max_bytes)

@@ -2,8 +2,8 @@
 answers, the answers' buttons and Telegram update ids, in Redis when ``REDIS_URL`` is set
 (``RedisLink`` owns the connection), in this process otherwise. The interfaces are the core's
 (``bots.ratelimit``, ``bots.memory``, ``bots.user_queue``, ``bots.feedback``, ``bots.state.once``)
-and the engine's (``vqa_engine.serving.prediction_cache.SharedPredictions``); ``main.py`` chooses the
-implementations.
+and the engine's (``vqa_engine.serving.prediction_cache.SharedPredictions``); ``service.state`` chooses
+the implementations.
 
 Every key (``REDIS_PREFIX``, ``vqa`` by default, first) and its expiry:
 

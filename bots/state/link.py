@@ -27,6 +27,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bots.state.options import DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_RETRY_MAX_S, DEFAULT_REDIS_TIMEOUT_S
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -49,15 +51,15 @@ def describe_url(url: str) -> str:
 
 
 class RedisLink:
-    """Owns the Redis client (one connection pool) of a process; built and closed in ``main.py``."""
+    """Owns the Redis client (one connection pool) of a process; built and closed in ``service``."""
 
     def __init__(
         self,
         url: str,
         *,
-        prefix: str = "vqa",
-        timeout_s: float = 0.5,
-        retry_max_s: float = 10.0,
+        prefix: str = DEFAULT_REDIS_PREFIX,
+        timeout_s: float = DEFAULT_REDIS_TIMEOUT_S,
+        retry_max_s: float = DEFAULT_REDIS_RETRY_MAX_S,
     ) -> None:
         # one quick retry on a fresh connection: after a Redis restart the pooled ones are dead
         self.client: aioredis.Redis = aioredis.Redis.from_url(

@@ -11,9 +11,16 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from vqa_engine.option_types import OptionalSecret
+
 #: the URL schemes redis-py opens
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+# The defaults that ``RedisLink`` shares with the settings, each written here once:
+DEFAULT_REDIS_PREFIX = "vqa"
+DEFAULT_REDIS_TIMEOUT_S = 0.5
+DEFAULT_REDIS_RETRY_MAX_S = 10.0
 
 
 class SharedStateOptions(BaseModel):
@@ -21,20 +28,27 @@ class SharedStateOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    redis_url: SecretStr | None = Field(
+    redis_url: OptionalSecret = Field(
         default=None,
         description="e.g. redis://:PASSWORD@redis:6379/0; every process with the same URL shares rate "
         "limits, per-user counts, follow-up images, cached answers and Telegram update ids; unset: this "
         "process only",
     )
     redis_prefix: str = Field(
-        default="vqa", description="the namespace of every key (several deployments may share one Redis)"
+        default=DEFAULT_REDIS_PREFIX,
+        description="the namespace of every key (several deployments may share one Redis)",
     )
     redis_timeout_s: float = Field(
-        default=0.5, gt=0, le=30, description="a Redis call slower than this counts as Redis being down"
+        default=DEFAULT_REDIS_TIMEOUT_S,
+        gt=0,
+        le=30,
+        description="a Redis call slower than this counts as Redis being down",
     )
     redis_retry_max_s: float = Field(
-        default=10.0, gt=0, le=600, description="while Redis is down, the longest wait between two reconnects"
+        default=DEFAULT_REDIS_RETRY_MAX_S,
+        gt=0,
+        le=600,
+        description="while Redis is down, the longest wait between two reconnects",
     )
     redis_cache_size: int = Field(
         default=100_000, ge=0, description="answers kept in the shared cache at most (0: no shared cache)"
@@ -42,11 +56,6 @@ class SharedStateOptions(BaseModel):
     redis_cache_ttl_s: int = Field(
         default=86_400, ge=1, description="how long an answer stays in the shared cache (seconds)"
     )
-
-    @field_validator("redis_url", mode="before")
-    @classmethod
-    def _blank_redis_url_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("redis_url")
     @classmethod

@@ -26,6 +26,8 @@ MAX_REPLIES = 20_000
 
 
 class RedisAnswers:
+    """``SharedAnswers`` in Redis: the answers given, by request id, bounded and expiring."""
+
     def __init__(self, link: RedisLink, *, ttl_s: int = TTL_S, size: int = MAX_REPLIES) -> None:
         self.link = link
         self.ttl_s = ttl_s

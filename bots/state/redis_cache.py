@@ -1,5 +1,5 @@
 """The engine's answers shared through Redis: a question one process answered is not computed
-again by another (the engine's ``SharedPredictions``, injected from ``main.py``).
+again by another (the engine's ``SharedPredictions``, injected from ``service``).
 
 Key: ``PREFIX:answer:{digest}``, where the digest is a hash of the engine's cache key (image
 digest, question as the model reads it, model identity), holding the prediction as JSON; it
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class RedisPredictionCache:
     """Predictions in Redis, bounded by age (``ttl_s``) and count (``size``)."""
 
-    def __init__(self, link: RedisLink, *, ttl_s: int = 86_400, size: int = 100_000) -> None:
+    def __init__(self, link: RedisLink, *, ttl_s: int, size: int) -> None:
         if size < 1 or ttl_s < 1:
             raise ValueError("the shared cache needs a size and a time to live of at least 1")
         self.link = link

@@ -33,7 +33,7 @@ def storage_uri(url: str) -> str:
 class RedisRateLimiter:
     """Counts questions per user in Redis; lets them through while Redis is down."""
 
-    def __init__(self, link: RedisLink, rate: str = "10/minute") -> None:
+    def __init__(self, link: RedisLink, rate: str) -> None:
         self.rate = parse(rate)
         self.link = link
         storage = RedisStorage(

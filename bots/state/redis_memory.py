@@ -52,7 +52,7 @@ class RedisImageMemory:
         self,
         link: RedisLink,
         *,
-        ttl_s: float = 600.0,
+        ttl_s: float,
         max_users: int = 10_000,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -3,7 +3,8 @@
 ``/api/v1/answer`` turns a multipart upload into a question for the chat core (``WebAsker``) and
 its reply into JSON: exactly ``Prediction.to_dict()`` (what ``main.py ask --json`` prints) when
 answered, else ``{"error": <the user's message>, "outcome": ...}`` with the status of
-``asker.HTTP_STATUS`` and, when rate limited or busy, ``Retry-After``.
+``asker.HTTP_STATUS`` and, when rate limited, queued too deep or busy, ``Retry-After``: the seconds
+the core's reply carries, which come from the refusal itself.
 """
 
 from __future__ import annotations
@@ -125,20 +126,14 @@ def api_router(asker: WebAsker, *, probes: Probes, metrics: Metrics, keys: Mappi
             return user
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
             return refuse(415, replies.API_NOT_A_FORM, "rejected:not_a_form")
-        try:
-            async with request.form(max_files=1, max_fields=4) as form:
-                image, question, top_k_text = form.get("image"), form.get("question"), form.get("top_k")
-                if not isinstance(image, UploadFile):
-                    return refuse(400, replies.WEB_NO_IMAGE, "rejected:no_image")
-                if not isinstance(question, str) or not question.strip():
-                    return refuse(422, replies.NEED_QUESTION, "rejected:bad_question")
-                top_k = parse_top_k(top_k_text)
-                if top_k == 0:
-                    return refuse(422, replies.bad_top_k(MAX_TOP_K), "rejected:bad_input")
-                upload = Upload(await image.read(), mime_type=image.content_type, file_name=image.filename)
-        except (MultiPartException, HTTPException):  # (Starlette raises the latter inside an app)
+        form = await read_form(request)
+        if form is None:
             return refuse(400, replies.API_BAD_FORM, "rejected:bad_input")
-        return reply_response(await asker.ask(user, upload, question, top_k=top_k))
+        top_k = parse_top_k(form.top_k)
+        # a request without an image or a question is the core's to refuse, and that comes first
+        if top_k == 0 and form.upload is not None and form.question.strip():
+            return refuse(422, replies.bad_top_k(MAX_TOP_K), "rejected:bad_input")
+        return reply_response(await asker.ask(user, form.upload, form.question, top_k=top_k))
 
     @router.api_route(ANSWER_PATH, methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"], include_in_schema=False)
     async def answer_other_methods() -> JSONResponse:
@@ -146,6 +141,14 @@ def api_router(asker: WebAsker, *, probes: Probes, metrics: Metrics, keys: Mappi
         response = error(405, replies.API_METHOD, "rejected:method")
         response.headers["Allow"] = "POST"
         return response
+
+    router.include_router(probe_router(probes, metrics))
+    return router
+
+
+def probe_router(probes: Probes, metrics: Metrics) -> APIRouter:
+    """What hosts and Prometheus read: ``/healthz``, ``/readyz``, ``/metrics``."""
+    router = APIRouter()
 
     @router.get("/healthz", summary="Alive")
     async def healthz() -> JSONResponse:
@@ -164,6 +167,28 @@ def api_router(asker: WebAsker, *, probes: Probes, metrics: Metrics, keys: Mappi
         return Response(body, media_type=content_type)
 
     return router
+
+
+@dataclass(frozen=True)
+class AnswerForm:
+    """The fields of ``POST /api/v1/answer`` as sent, not yet judged."""
+
+    upload: Upload | None  # None: no image file
+    question: str  # "" when absent (or not text)
+    top_k: object  # as sent: see ``parse_top_k``
+
+
+async def read_form(request: Request) -> AnswerForm | None:
+    """The request's multipart fields (None: a form that cannot be read)."""
+    try:
+        async with request.form(max_files=1, max_fields=4) as form:
+            image, question = form.get("image"), form.get("question")
+            upload = None
+            if isinstance(image, UploadFile):  # read before the form closes its files
+                upload = Upload(await image.read(), mime_type=image.content_type, file_name=image.filename)
+            return AnswerForm(upload, question if isinstance(question, str) else "", form.get("top_k"))
+    except (MultiPartException, HTTPException):  # (Starlette raises the latter inside an app)
+        return None
 
 
 def parse_top_k(text: object) -> int | None:

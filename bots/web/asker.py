@@ -1,6 +1,7 @@
 """The web's one conversation step: an upload and a question become a ``ChatEvent``, and the core's
 ``Reply`` an HTTP status. The web app and ``POST /api/v1/answer`` both ask through here, so limits,
-queueing, refusals and the prediction log are the chat core's, exactly as for chat users."""
+queueing, refusals and the prediction log are the chat core's, exactly as for chat users: a request
+without an image or a question too is refused by the core (the event is ``self_contained``)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ HTTP_STATUS: dict[Outcome, int] = {
     Outcome.REJECTED_CORRUPT_IMAGE: 400,
     Outcome.REJECTED_IMAGE_SHAPE: 422,
     Outcome.REJECTED_BAD_INPUT: 400,
+    Outcome.REJECTED_NO_IMAGE: 400,
     Outcome.REJECTED_TOO_LARGE: 413,
     Outcome.REJECTED_NOT_IMAGE: 415,
     Outcome.REJECTED_BAD_QUESTION: 422,
@@ -33,7 +35,7 @@ HTTP_STATUS: dict[Outcome, int] = {
 
 
 def http_status(outcome: Outcome) -> int:
-    """400 for anything else a question cannot end in (a prompt, a missing image)."""
+    """400 for the turns that are not questions (a prompt: never expected from the web)."""
     return HTTP_STATUS.get(outcome, 400)
 
 
@@ -61,15 +63,20 @@ class WebAsker:
     def __init__(self, core: ChatCore) -> None:
         self.core = core
 
-    async def ask(self, user: str, upload: Upload, question: str, *, top_k: int | None = None) -> Reply:
-        """The core's reply; an unexpected failure is logged and becomes an apology (never raises)."""
+    async def ask(
+        self, user: str, upload: Upload | None, question: str, *, top_k: int | None = None
+    ) -> Reply:
+        """The core's reply (``upload`` None: the request came without an image); an unexpected
+        failure is logged and becomes an apology (never raises)."""
 
         async def fetch(_: ImageRef) -> bytes:  # the image arrived with the question
+            assert upload is not None
             return upload.data
 
-        image = ImageRef(
-            "upload", size=len(upload.data), mime_type=upload.mime_type, file_name=upload.file_name
-        )
+        images: tuple[ImageRef, ...] = ()
+        if upload is not None:
+            size, mime_type, file_name = len(upload.data), upload.mime_type, upload.file_name
+            images = (ImageRef("upload", size=size, mime_type=mime_type, file_name=file_name),)
         event = ChatEvent(
             platform=PLATFORM,
             chat_id=user,
@@ -79,8 +86,9 @@ class WebAsker:
             addressed=True,
             fetch=fetch,
             text=question,
-            images=(image,),
+            images=images,
             top_k=top_k,
+            self_contained=True,
         )
         try:
             reply = await self.core.handle(event)

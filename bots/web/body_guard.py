@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 
 #: the cap of a route with none of its own: JSON bodies (Gradio's queue, a webhook-less route)
 DEFAULT_MAX_BYTES = 64 * 1024
-#: how long a whole body may take to arrive
-DEFAULT_TIMEOUT_S = 30.0
 
 
 class BodyGuard:
@@ -42,8 +40,8 @@ class BodyGuard:
         app: ASGIApp,
         *,
         caps: Mapping[str, int],
+        timeout_s: float,
         default_max_bytes: int = DEFAULT_MAX_BYTES,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
         upload_overhead_bytes: int = 0,
     ) -> None:
         if timeout_s <= 0 or default_max_bytes < 0:
@@ -57,7 +55,7 @@ class BodyGuard:
     def cap_of(self, path: str) -> int:
         return self.caps.get(path.rstrip("/") or "/", self.default_max_bytes)
 
-    def _too_large(self, path: str, cap: int) -> JSONResponse:
+    def too_large(self, path: str, cap: int) -> JSONResponse:
         log.info("web: refused a request body over %d bytes to %s (413)", cap, path)
         if path in self.caps:  # an upload route: the user's image was too large
             message = replies.upload_too_large(cap - self.upload_overhead_bytes)
@@ -65,7 +63,7 @@ class BodyGuard:
             message = replies.request_too_large(cap)
         return _refusal(413, message, "rejected:too_large")
 
-    def _too_slow(self, path: str) -> JSONResponse:
+    def too_slow(self, path: str) -> JSONResponse:
         log.info("web: the body of a request to %s did not arrive within %.0f s (408)", path, self.timeout_s)
         return _refusal(408, replies.REQUEST_TIMEOUT, "rejected:timeout")
 
@@ -77,61 +75,66 @@ class BodyGuard:
         cap = self.cap_of(path)
         declared = _content_length(scope)
         if declared is not None and declared > cap:
-            await self._too_large(path, cap)(scope, receive, send)
+            await self.too_large(path, cap)(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
-        seen = 0
-        body_done = False
-        started = False  # the handler began its response
-        answered = False  # we answered (413/408): the handler is told the client left
-        left = False  # the client went away
-
-        async def answer(response: JSONResponse) -> None:
-            nonlocal answered
-            answered = True
-            if not started:
-                await response(scope, _nothing, send)
-
-        async def guarded_receive() -> Message:
-            nonlocal seen, body_done, left
-            if answered or left:
-                return {"type": "http.disconnect"}
-            if body_done:  # (a streaming response listens for the client leaving: no deadline)
-                message = await receive()
-            else:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        message = await receive()
-                except TimeoutError:
-                    await answer(self._too_slow(path))
-                    return {"type": "http.disconnect"}
-            if message["type"] == "http.disconnect":
-                left = True
-            elif message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                body_done = not message.get("more_body", False)
-                if seen > cap:
-                    await answer(self._too_large(path, cap))
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if answered:
-                return
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        request = _GuardedRequest(self, scope, receive, send, cap)
         try:
-            await self.app(scope, guarded_receive, guarded_send)
+            await self.app(scope, request.receive, request.send)
         except Exception as exc:
-            if answered:
+            if request.answered:
                 return  # the handler failed on the disconnect we gave it: the answer was ours
-            if left or isinstance(exc, ClientDisconnect):
+            if request.left or isinstance(exc, ClientDisconnect):
                 log.info("web: a client left during its request to %s", path)
                 return
             raise
+
+
+class _GuardedRequest:
+    """One request's body, counted and timed as the handler reads it; past the cap or the deadline
+    the guard answers (413/408) and the handler is told the client left."""
+
+    def __init__(self, guard: BodyGuard, scope: Scope, receive: Receive, send: Send, cap: int) -> None:
+        self.guard, self.scope, self._receive, self._send = guard, scope, receive, send
+        self.path, self.cap = scope["path"], cap
+        self.deadline = asyncio.get_running_loop().time() + guard.timeout_s
+        self.seen = 0
+        self.body_done = False
+        self.started = False  # the handler began its response
+        self.answered = False  # we answered (413/408): the handler is told the client left
+        self.left = False  # the client went away
+
+    async def answer(self, response: JSONResponse) -> None:
+        self.answered = True
+        if not self.started:
+            await response(self.scope, _nothing, self._send)
+
+    async def receive(self) -> Message:
+        if self.answered or self.left:
+            return {"type": "http.disconnect"}
+        if self.body_done:  # (a streaming response listens for the client leaving: no deadline)
+            message = await self._receive()
+        else:
+            try:
+                async with asyncio.timeout_at(self.deadline):
+                    message = await self._receive()
+            except TimeoutError:
+                await self.answer(self.guard.too_slow(self.path))
+                return {"type": "http.disconnect"}
+        if message["type"] == "http.disconnect":
+            self.left = True
+        elif message["type"] == "http.request":
+            self.seen += len(message.get("body", b""))
+            self.body_done = not message.get("more_body", False)
+            if self.seen > self.cap:
+                await self.answer(self.guard.too_large(self.path, self.cap))
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.answered:
+            return
+        self.started = self.started or message["type"] == "http.response.start"
+        await self._send(message)
 
 
 async def _nothing() -> Message:

@@ -3,7 +3,7 @@
 Questions by platform and outcome and their latency come from the chat core's ``observe`` hook
 (one call per question, every platform); the engine's counters (batches, queue, cache, model)
 are read from ``engine.stats()`` at scrape time, so nothing is counted twice. One registry per
-process, built in ``main.py`` (never prometheus_client's global one).
+process, built in ``service.builders`` (never prometheus_client's global one).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Metrics:
         self.latency.labels(platform).observe(latency_s)
 
     def count(self, platform: str, outcome: str) -> None:
-        """A request refused before it became a question (no image, a bad API key...)."""
+        """A request refused before it became a question (a bad API key, a form it cannot read...)."""
         self.requests.labels(platform, outcome).inc()
 
     def render(self) -> tuple[bytes, str]:

@@ -11,6 +11,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from bots.web.proxies import parse_trusted
+from vqa_engine.option_types import OptionalInt, OptionalSecret
 
 #: where ``python main.py web`` listens when neither ``--port``, ``WEB_PORT`` nor ``PORT`` says
 DEFAULT_PORT = 7860  # what Hugging Face Spaces expects
@@ -23,14 +24,14 @@ class WebOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    port: int | None = Field(
+    port: OptionalInt = Field(
         default=None,
         ge=0,
         le=65535,
         description="HTTP port of the web app and API, as hosts set it; python main.py serves HTTP "
         "only when PORT or WEB_PORT is set (python main.py web: 7860 by default)",
     )
-    web_port: int | None = Field(
+    web_port: OptionalInt = Field(
         default=None,
         ge=0,
         le=65535,
@@ -39,7 +40,7 @@ class WebOptions(BaseModel):
     web_host: str = Field(
         default="0.0.0.0", description="address the HTTP server listens on (127.0.0.1: this machine only)"
     )
-    api_keys: SecretStr | None = Field(
+    api_keys: OptionalSecret = Field(
         default=None,
         description="name:key pairs, e.g. alice:KEY1,bob:KEY2; when set, POST /api/v1/answer needs one "
         "(Authorization: Bearer KEY) and limits each name; unset: the API is open, limited per client IP",
@@ -69,11 +70,6 @@ class WebOptions(BaseModel):
     web_concurrency_limit: int = Field(
         default=16, ge=1, description="web app questions handled at once (the rest wait in the queue)"
     )
-
-    @field_validator("port", "web_port", mode="before")
-    @classmethod
-    def _blank_port_is_none(cls, value: object) -> object:  # (a name of its own: Settings merges validators)
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("forwarded_allow_ips")
     @classmethod

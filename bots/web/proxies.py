@@ -51,7 +51,7 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 class TrustedProxies:
     """ASGI middleware: sets ``scope["client"]`` (and ``scheme``) from a trusted proxy's headers."""
 
-    def __init__(self, app: ASGIApp, *, trusted: str = "127.0.0.1", hops: int = 1) -> None:
+    def __init__(self, app: ASGIApp, *, trusted: str, hops: int) -> None:
         if hops < 1:
             raise ValueError("hops must be at least 1")
         self.app = app

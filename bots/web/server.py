@@ -1,9 +1,9 @@
 """The HTTP front end: one ASGI app (FastAPI routes + the Gradio page mounted at ``/``) served by
 uvicorn inside the bots' own event loop, beside Telegram and Discord, on the one chat core.
 
-``main.py`` owns its lifetime like any front end: ``start()`` listens and returns once uvicorn
+``service.app`` owns its lifetime like any front end: ``start()`` listens and returns once uvicorn
 has started; ``stop()`` stops accepting, lets requests in progress finish for up to
-``SHUTDOWN_TIMEOUT_S`` (uvicorn's graceful shutdown), then closes. Signals stay with ``main.py``.
+``SHUTDOWN_TIMEOUT_S`` (uvicorn's graceful shutdown), then closes. Signals stay with ``service.app``.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def build_app(
 
 class _EmbeddedServer(uvicorn.Server):
     """uvicorn's server inside someone else's loop: start-up is an event to await, and SIGTERM
-    and SIGINT stay with ``main.py`` (uvicorn would otherwise take them over)."""
+    and SIGINT stay with ``service.app`` (uvicorn would otherwise take them over)."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
@@ -120,9 +120,9 @@ class WebServer:
         self,
         app: FastAPI,
         *,
-        host: str = "0.0.0.0",
-        port: int = 7860,
-        shutdown_timeout_s: float = 8.0,
+        host: str,
+        port: int,
+        shutdown_timeout_s: float,
     ) -> None:
         self.host = host
         self.port = port

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ EXAMPLES = (
 TITLE = "Ask a picture"
 
 
+#: the page's event: (image, question, the request) → (chart, the reply the user reads)
+PageHandler = Callable[[Any, Any, gr.Request], Awaitable[tuple[dict[str, float] | None, str]]]
 #: gr.Label shows whole percentages, rounded: anything from 0.995 would read "100%", which a
 #: model's probability never means (bots/replies.percent says ">99.9%" for the same reason)
 CHART_MAX = 0.994
@@ -54,6 +56,31 @@ def upload_of(payload: Any) -> object:
     return payload or None
 
 
+def page_handler(asker: WebAsker, *, uploads: Path, max_image_bytes: int) -> PageHandler:
+    """The page's one event, asking ``asker``; images are read only from the ``uploads`` folder."""
+
+    async def ask(image: Any, question: Any, request: gr.Request) -> tuple[dict[str, float] | None, str]:
+        """Upload + question → (chart, the reply the user reads)."""
+        path = upload_of(image)
+        upload: Upload | None = None  # (none, or no question: the chat core's refusal, logged)
+        if path is not None:
+            if not isinstance(question, str | None):
+                log.info("web app: refused a question that is not text (%s)", type(question).__name__)
+                return None, replies.WEB_BAD_REQUEST
+            try:
+                data = await asyncio.to_thread(read_upload, path, uploads, max_image_bytes)
+            except RefusedEvent as refused:  # a path, not an upload; gone (Gradio's cache was cleaned)
+                log.info("web app: refused an image (%d): %s", refused.status, refused)
+                return None, refused.message
+            upload = Upload(data, mime_type=None, file_name=Path(str(path)).name)  # the bytes decide
+        host = request.client.host if request.client else None
+        text = question if isinstance(question, str) else ""
+        reply = await asker.ask(user_of_ip(host), upload, text, top_k=CHART_CLASSES)
+        return chart(reply), reply.text
+
+    return ask
+
+
 def build_ui(
     asker: WebAsker,
     *,
@@ -64,28 +91,7 @@ def build_ui(
 ) -> gr.Blocks:
     """The page; mount it with ``gr.mount_gradio_app`` after ``.queue(max_size=...)``. Images are
     read only from Gradio's upload ``folder`` (``GRADIO_TEMP_DIR``)."""
-    uploads = folder or upload_folder()
-
-    async def ask(image: Any, question: Any, request: gr.Request) -> tuple[dict[str, float] | None, str]:
-        """Upload + question → (chart, the reply the user reads)."""
-        path = upload_of(image)
-        if path is None:
-            return None, replies.WEB_NO_IMAGE
-        if not isinstance(question, str | None):
-            log.info("web app: refused a question that is not text (%s)", type(question).__name__)
-            return None, replies.WEB_BAD_REQUEST
-        if not question or not question.strip():
-            return None, replies.NEED_QUESTION
-        try:
-            data = await asyncio.to_thread(read_upload, path, uploads, max_image_bytes)
-        except RefusedEvent as refused:  # a path, not an upload; gone (Gradio's cache was cleaned)
-            log.info("web app: refused an image (%d): %s", refused.status, refused)
-            return None, refused.message
-        host = request.client.host if request.client else None
-        upload = Upload(data, mime_type=None, file_name=Path(str(path)).name)  # the bytes decide
-        reply = await asker.ask(user_of_ip(host), upload, question, top_k=CHART_CLASSES)
-        return chart(reply), reply.text
-
+    ask = page_handler(asker, uploads=folder or upload_folder(), max_image_bytes=max_image_bytes)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as blocks:
         gr.Markdown(f"# {TITLE}\n{replies.WEB_INTRO}")
         with gr.Row():

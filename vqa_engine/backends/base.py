@@ -24,6 +24,7 @@ from PIL import Image
 from vqa_engine.checks.answer_checks import AnswerChecks
 from vqa_engine.checks.options import CheckOptions
 from vqa_engine.model_info import ModelInfo
+from vqa_engine.options import DEFAULT_TOP_K
 from vqa_engine.prediction import Candidate, Prediction
 from vqa_engine.preprocess import ImageLimits, clean_question, decode_image
 
@@ -103,7 +104,7 @@ class Backend(ABC):
         generative model needs to produce; classifiers score every answer."""
 
     def predict_batch(
-        self, inputs: Sequence[object], questions: Sequence[str], *, top_k: int = 3
+        self, inputs: Sequence[object], questions: Sequence[str], *, top_k: int = DEFAULT_TOP_K
     ) -> list[Prediction]:
         """One ``Prediction`` per (input, question), in order; raises if the model returns a
         different number of rows."""
@@ -114,7 +115,7 @@ class Backend(ABC):
         return self.checks.apply(to_predictions(scores, top_k), questions)
 
     def predict(
-        self, image: bytes, question: str, *, top_k: int = 3, limits: ImageLimits = ImageLimits()
+        self, image: bytes, question: str, *, top_k: int = DEFAULT_TOP_K, limits: ImageLimits = ImageLimits()
     ) -> Prediction:
         """Answer one question about one encoded image (the command line's path)."""
         question = clean_question(question)

@@ -15,6 +15,7 @@ from vqa_engine.model_info import ModelInfo
 from vqa_engine.modular.package import ModelPackage
 from vqa_engine.modular.predictor import Predictor
 from vqa_engine.modular.vocab import tokenize
+from vqa_engine.options import DEFAULT_TOP_K
 from vqa_engine.prediction import Prediction
 from vqa_engine.preprocess import image_to_pixels
 
@@ -60,7 +61,7 @@ class ModularBackend(Backend):
         self.checks = self.predictor.checks = AnswerChecks.for_package(self.package, options)
 
     def predict_batch(
-        self, inputs: Sequence[object], questions: Sequence[str], *, top_k: int = 3
+        self, inputs: Sequence[object], questions: Sequence[str], *, top_k: int = DEFAULT_TOP_K
     ) -> list[Prediction]:
         """The predictor's pass: answers and, in the same forward pass, the image features the
         familiarity check reads."""

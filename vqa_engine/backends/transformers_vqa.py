@@ -34,6 +34,7 @@ from vqa_engine.backends.quantize import count_int8_linear, quantize_linear_int8
 from vqa_engine.errors import ModelPackageError, first_line
 from vqa_engine.model_info import ModelInfo
 from vqa_engine.modular.package_format import ModelSource
+from vqa_engine.options import DEFAULT_NUM_BEAMS
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def load_transformers_backend(
     *,
     device: torch.device,
     quantize: str = "none",
-    num_beams: int = 3,
+    num_beams: int = DEFAULT_NUM_BEAMS,
 ) -> Backend:
     """Load the transformers model in ``folder``; raises ``ModelPackageError`` with one line."""
     import transformers

@@ -3,7 +3,7 @@
     backend = load_backend(ModelOptions(model_repo_id="dandelin/vilt-b32-finetuned-vqa", quantize="int8"))
 
 This module imports torch (and transformers or onnxruntime) only inside the functions that load,
-so ``main.py`` can hand ``partial(load_backend, options)`` to the engine without paying for it.
+so the service can hand ``partial(load_backend, options)`` to the engine without paying for it.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from vqa_engine.checks.answer_checks import AnswerChecks
 from vqa_engine.checks.options import CheckOptions
 from vqa_engine.modular.package import ModelPackage
 from vqa_engine.modular.vocab import PAD_ID, Vocabulary
+from vqa_engine.options import DEFAULT_TOP_K
 from vqa_engine.prediction import Candidate, Prediction
 from vqa_engine.preprocess import ImageLimits, clean_question, load_image_pixels, normalize
 
@@ -70,7 +71,7 @@ class Predictor:
         return torch.softmax(logits.float() / config.temperature, dim=-1).cpu(), maps
 
     def predict_batch(
-        self, images: torch.Tensor, questions: Sequence[str], *, top_k: int = 3
+        self, images: torch.Tensor, questions: Sequence[str], *, top_k: int = DEFAULT_TOP_K
     ) -> list[Prediction]:
         """One ``Prediction`` per (image, question) pair, in order, each with the checks' verdict."""
         probs, maps = self.probabilities_and_features(images, questions, features=self.checks.wants_features)
@@ -87,7 +88,7 @@ class Predictor:
             predictions.append(Prediction(candidates[0].answer, candidates[0].confidence, candidates))
         return self.checks.apply(predictions, questions, maps)  # the answer checks' hook
 
-    def predict(self, image: bytes, question: str, *, top_k: int = 3) -> Prediction:
+    def predict(self, image: bytes, question: str, *, top_k: int = DEFAULT_TOP_K) -> Prediction:
         """Answer one question about one encoded image (PNG, JPEG, ...)."""
         question = clean_question(question)
         tensor = self.preprocess(image)

@@ -41,7 +41,7 @@ from vqa_engine.options import MAX_TOP_K, EngineOptions
 from vqa_engine.prediction import Prediction
 from vqa_engine.preprocess import ImageLimits, clean_question
 from vqa_engine.serving.batch_queue import BatchQueue
-from vqa_engine.serving.engine_stats import OUTCOMES, EngineStats, Outcome, StatsRecorder
+from vqa_engine.serving.engine_stats import OUTCOMES, EngineOutcome, EngineStats, StatsRecorder
 from vqa_engine.serving.model_facts import ModelFacts, facts_of
 from vqa_engine.serving.prediction_cache import CacheKey, PredictionCache, SharedPredictions, image_digest
 
@@ -72,7 +72,7 @@ class _Request:
 
 
 #: what a batch produced for one request: its prediction, or the exception it gets
-_Outcome = tuple[_Request, Prediction | None, BaseException | None]
+_RequestResult = tuple[_Request, Prediction | None, BaseException | None]
 
 
 class VQAEngine:
@@ -146,7 +146,7 @@ class VQAEngine:
             self._state = "closed"
             raise
         if self._state != "starting":  # close() ran while the model loaded: stay closed
-            raise EngineClosedError("the engine was closed while the model was loading")
+            raise EngineClosedError("the engine was closed while the model was loading", retry_after_s=60)
         self._backend = backend
         self._decode_pool = ThreadPoolExecutor(
             max_workers=self.options.preprocess_threads, thread_name_prefix="vqa-decode"
@@ -181,7 +181,7 @@ class VQAEngine:
         for request in self._queue.close():
             if not request.future.done():
                 request.future.set_exception(
-                    EngineClosedError("the bot is shutting down; please ask again later")
+                    EngineClosedError("the bot is shutting down; please ask again later", retry_after_s=60)
                 )
         if self._decode_pool is not None:
             self._decode_pool.shutdown(wait=False, cancel_futures=True)
@@ -219,7 +219,9 @@ class VQAEngine:
         """What the model's package says about itself (for /help, /about and honest answers);
         a bare description from the model's own info when it has no package folder."""
         if self._backend is None:
-            raise EngineClosedError("the model is not loaded yet; please try again in a minute")
+            raise EngineClosedError(
+                "the model is not loaded yet; please try again in a minute", retry_after_s=60
+            )
         if self._facts is None:
             self._facts = facts_of(self._backend)
         return self._facts
@@ -228,7 +230,9 @@ class VQAEngine:
     def model_info(self) -> ModelInfo:
         """What answers: model id, revision, backend, answers, dtype, quantisation, members."""
         if self._backend is None:
-            raise EngineClosedError("the model is not loaded yet; please try again in a minute")
+            raise EngineClosedError(
+                "the model is not loaded yet; please try again in a minute", retry_after_s=60
+            )
         return self._backend.info
 
     @property
@@ -249,7 +253,7 @@ class VQAEngine:
         k = self.options.top_k if top_k is None else max(1, min(top_k, MAX_TOP_K))
         if self._state != "running":
             self._stats.count("closed")
-            raise EngineClosedError("the bot is restarting; please ask again in a minute")
+            raise EngineClosedError("the bot is restarting; please ask again in a minute", retry_after_s=60)
         try:
             question = clean_question(question)
         except VQAInputError:
@@ -257,11 +261,13 @@ class VQAEngine:
             raise
         if self._in_flight >= self.options.max_queue:
             self._stats.count("busy")
-            raise EngineBusyError("I'm busy answering other questions; please try again in a few seconds")
+            raise EngineBusyError(
+                "I'm busy answering other questions; please try again in a few seconds", retry_after_s=5
+            )
 
         self._in_flight += 1
         self._idle.clear()
-        outcome: Outcome = "error"
+        outcome: EngineOutcome = "error"
         try:
             async with asyncio.timeout(self.options.request_timeout_s):
                 prediction = await self._answer(image, question)
@@ -270,7 +276,7 @@ class VQAEngine:
         except TimeoutError:
             outcome = "timeout"
             raise EngineTimeoutError(
-                "that took too long; I'm probably very busy, please try again in a minute"
+                "that took too long; I'm probably very busy, please try again in a minute", retry_after_s=60
             ) from None
         except VQAInputError:
             outcome = "rejected"
@@ -321,7 +327,7 @@ class VQAEngine:
         if request.inputs is None:
             self._queue.forget()
         elif not self._queue.put(request):
-            error = EngineClosedError("the bot is shutting down; please ask again later")
+            error = EngineClosedError("the bot is shutting down; please ask again later", retry_after_s=60)
         if error is not None:
             self._call_on_loop(_settle_error, request.future, error)
 
@@ -338,10 +344,10 @@ class VQAEngine:
             if batch is None:
                 return
             if batch:
-                outcomes, passes = self._run(batch)
-                self._call_on_loop(self._settle, outcomes, passes)
+                results, passes = self._run(batch)
+                self._call_on_loop(self._settle, results, passes)
 
-    def _run(self, batch: list[_Request]) -> tuple[list[_Outcome], list[int]]:
+    def _run(self, batch: list[_Request]) -> tuple[list[_RequestResult], list[int]]:
         """One forward pass. If it fails, each request alone, so only a culprit fails, until
         ``MAX_FAILURES_ALONE`` of them have failed alone too: then the rest fail unrun."""
         try:
@@ -350,7 +356,7 @@ class VQAEngine:
             if len(batch) == 1:
                 return [(batch[0], None, exc)], []
             log.warning("a batch of %d failed (%s); retrying each question alone", len(batch), exc)
-        outcomes: list[_Outcome] = []
+        results: list[_RequestResult] = []
         passes = []
         failures: list[BaseException] = []
         for done, request in enumerate(batch):
@@ -361,17 +367,17 @@ class VQAEngine:
                     len(failures),
                     len(rest),
                 )
-                outcomes += [(r, None, failures[-1]) for r in rest]
+                results += [(r, None, failures[-1]) for r in rest]
                 break
             try:
                 [prediction] = self._forward([request])
             except Exception as exc:
                 failures.append(exc)
-                outcomes.append((request, None, exc))
+                results.append((request, None, exc))
             else:
-                outcomes.append((request, prediction, None))
+                results.append((request, prediction, None))
                 passes.append(1)
-        return outcomes, passes
+        return results, passes
 
     def _forward(self, batch: Sequence[_Request]) -> list[Prediction]:
         assert self._backend is not None
@@ -385,9 +391,9 @@ class VQAEngine:
 
     # -- back on the event loop -------------------------------------------------------------
 
-    def _settle(self, outcomes: list[_Outcome], passes: list[int]) -> None:
+    def _settle(self, results: list[_RequestResult], passes: list[int]) -> None:
         self._stats.forward_passes(passes)
-        for request, prediction, error in outcomes:
+        for request, prediction, error in results:
             if request.future.done():
                 continue
             if error is not None:

@@ -6,12 +6,14 @@ import math
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from vqa_engine.model_info import ModelInfo
 
-Outcome = Literal["answered", "rejected", "busy", "timeout", "cancelled", "error", "closed"]
-OUTCOMES: tuple[Outcome, ...] = ("answered", "rejected", "busy", "timeout", "cancelled", "error", "closed")
+#: how one call of ``VQAEngine.answer`` ended (the keys of ``EngineStats.requests``, in /stats and
+#: the metrics); not the chat core's ``bots.events.Outcome``, which says how a chat turn ended
+EngineOutcome = Literal["answered", "rejected", "busy", "timeout", "cancelled", "error", "closed"]
+OUTCOMES: tuple[EngineOutcome, ...] = get_args(EngineOutcome)
 #: answered-request latencies kept for the percentiles
 LATENCY_WINDOW = 2048
 
@@ -60,7 +62,7 @@ class StatsRecorder:
     batch_sizes: Counter[int] = field(default_factory=Counter)
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
-    def count(self, outcome: Outcome, latency_ms: float | None = None) -> None:
+    def count(self, outcome: EngineOutcome, latency_ms: float | None = None) -> None:
         self.outcomes[outcome] += 1
         if latency_ms is not None:
             self.latencies_ms.append(latency_ms)

@@ -5,7 +5,7 @@ says what counts as the same question) and the model's identity, so a new revisi
 an old answer. Bounded (LRU); size 0 turns it off.
 
 Several processes may share a second tier (``SharedPredictions``, e.g. Redis: injected from
-``main.py``, never imported here): a miss in this process's LRU asks it before the model runs,
+``service``, never imported here): a miss in this process's LRU asks it before the model runs,
 and a new answer is written to both.
 """
 

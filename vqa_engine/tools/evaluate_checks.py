@@ -129,16 +129,10 @@ def evaluate_checks(
     runner = _Runner(package, options, batch_size, progress)
     checks = runner.predictor.checks
     generator = torch.Generator().manual_seed(seed)
+    # the thresholds in force (the settings', or the validation table's choice)
+    thresholds = {"min_image_familiarity": checks.min_familiarity, "min_confidence": checks.min_confidence}
     result = ChecksEvaluation(
-        package=str(package.path),
-        image_check=checks.image_check,
-        # the thresholds in force (the settings', or the validation table's choice)
-        options={
-            **options.model_dump(),
-            "min_image_familiarity": checks.min_familiarity,
-            "min_confidence": checks.min_confidence,
-        },
-        test={},
+        str(package.path), checks.image_check, options={**options.model_dump(), **thresholds}, test={}
     )
 
     test_predictions, test_energy, test_scores = _measure_test(runner, package, test, progress, result)
@@ -148,12 +142,7 @@ def evaluate_checks(
 
     # will each answer be right? coverage and risk per set, and the risk–coverage curves
     result.selective, result.curves = evaluate_selective(
-        runner.predictor,
-        test,
-        ood_images,
-        pair_rows.tolist(),
-        pair_questions,
-        near_count=near_pictures,
+        runner.predictor, test, ood_images, pair_rows.tolist(), pair_questions, near_count=near_pictures
     )
 
     result.detectors = _detectors(
@@ -163,14 +152,8 @@ def evaluate_checks(
     # off-template questions about test pictures
     question_file = ood_dir / QUESTIONS_FILE
     if question_file.is_file():
-        result.questions = _question_set(
-            runner,
-            test,
-            question_file,
-            images_per_question,
-            generator,
-            result.test["question_checks_flagged"],
-        )
+        flagged = result.test["question_checks_flagged"]
+        result.questions = _question_set(runner, test, question_file, images_per_question, generator, flagged)
     result.seconds = time.perf_counter() - started
     return result
 
