@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.children import run_child
 from tests.conftest import BUNDLED_MODEL, ROOT
 from vqa_engine.checks.answer_checks import AnswerChecks
 from vqa_engine.checks.familiarity import FamiliarityModel
@@ -181,13 +182,7 @@ def test_front_matter_reads_plain_keys() -> None:
 
 
 def test_what_the_chat_side_imports_stays_torch_free() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.children.chat_side_imports", str(BUNDLED_MODEL)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    result = run_child("chat_side_imports", str(BUNDLED_MODEL))
     assert result.stdout.split() == [
         "one",
         "coloured",

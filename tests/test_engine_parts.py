@@ -3,13 +3,11 @@ cache, the stats, the options and what MODEL_REPO_ID may say."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.children import run_child
 from vqa_engine.errors import ModelNotFoundError
 from vqa_engine.loading.model_spec import MemberSpec, normalised_weights, parse_model_spec
 from vqa_engine.options import ModelOptions
@@ -210,11 +208,5 @@ def test_the_settings_read_the_model_options_from_the_environment(monkeypatch: p
 
 
 def test_the_engine_machinery_imports_no_torch() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.children.engine_imports"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    result = run_child("engine_imports")
     assert result.stdout.strip() == "False", result.stderr

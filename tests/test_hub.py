@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import torch
 
+from tests.children import run_child
 from tests.conftest import BUNDLED_MODEL, ROOT, build_model
 from tests.fake_hub import FakeHub, HubRecord, read_folder
 from vqa_engine.loading.hub import load_model, resolve_model
@@ -493,13 +494,7 @@ def test_load_model_from_a_local_folder_with_device_cuda_falls_back_to_cpu(
 
 
 def test_resolving_a_local_folder_imports_neither_torch_nor_huggingface_hub() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.children.resolve_local", str(BUNDLED_MODEL)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    result = run_child("resolve_local", str(BUNDLED_MODEL))
     assert result.stdout.split() == ["True", "False", "False"], result.stderr
 
 

@@ -14,23 +14,20 @@ import os
 import sys
 from typing import Any
 
+from tests.children.cases import report_each
 from vqa_engine.loading.hub import resolve_model
 
 
-def one(case: dict[str, Any]) -> dict[str, Any]:
+def resolve(case: dict[str, Any]) -> dict[str, Any]:
     token = os.environ["TEST_HUB_TOKEN"] if case.get("token") else None
     token = "hf_wrongWRONGwrong" if case.get("wrong") else token
-    try:
-        folder, source = resolve_model(case["repo"], revision=case.get("revision"), token=token)
-        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-        return {"revision": source.revision, "from_cache": source.from_cache, "files": files}
-    except Exception as exc:
-        return {"error": type(exc).__name__, "message": str(exc)}
+    folder, source = resolve_model(case["repo"], revision=case.get("revision"), token=token)
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return {"revision": source.revision, "from_cache": source.from_cache, "files": files}
 
 
 def main() -> None:
-    for case in json.loads(sys.argv[1]):
-        print(json.dumps(one(case)), flush=True)
+    report_each(sys.argv[1], resolve)
     print(json.dumps({"torch imported": "torch" in sys.modules}))
 
 
