@@ -3,7 +3,6 @@ written while the Hub is asked)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -13,6 +12,7 @@ from huggingface_hub import errors as hub_errors
 
 from config.log import RedactSecrets
 from deploy.errors import DeployError
+from vqa_engine.loading.hub import filtered_hub_logs
 
 
 def scrubbed(text: str, secrets: Iterable[str]) -> str:
@@ -78,12 +78,5 @@ def hub_step(doing: str, api: HfApi, repo_id: str, secrets: Sequence[str], outco
 @contextmanager
 def redacted_logs(secrets: Sequence[str]) -> Iterator[None]:
     """While the Hub is asked, no log line (whichever library writes it) shows a secret."""
-    redact = RedactSecrets(secrets)
-    handlers = [*logging.getLogger().handlers, *logging.getLogger("huggingface_hub").handlers]
-    for handler in handlers:
-        handler.addFilter(redact)
-    try:
+    with filtered_hub_logs(RedactSecrets(secrets)):
         yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(redact)

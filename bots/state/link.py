@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -32,6 +33,7 @@ from bots.state.options import DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_RETRY_MAX_S, 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 #: the first reconnect waits up to this long; each failure doubles it, up to ``retry_max_s``
 RETRY_BASE_S = 0.25
 #: what makes Redis "down" (anything else is a bug in a call, reported as an error)
@@ -135,6 +137,21 @@ class RedisLink:
         except RedisError as exc:  # a command Redis refused: a bug (or a Redis we cannot use)
             log.error("redis: a command failed: %s", exc)
             raise RedisUnavailable(str(exc)) from exc
+
+    async def get_json(self, key: str, parse: Callable[[dict[str, Any]], R], what: str) -> R | None:
+        """The JSON value at ``key`` read with ``parse``; None when absent, when Redis is down, or
+        when it cannot be read (written by another version: logged as ``what``, then ignored)."""
+        try:
+            raw = await self.call(lambda r: r.get(key))
+        except RedisUnavailable:
+            return None
+        if raw is None:
+            return None
+        try:
+            return parse(json.loads(raw))
+        except (ValueError, KeyError, TypeError):
+            log.warning("redis: an unreadable %s (another version?); ignored", what)
+            return None
 
     def describe(self) -> str:
         """One line for /health: ``redis: up (host:6379/0)`` or since when and why it is down."""

@@ -46,14 +46,4 @@ class RedisAnswers:
             await self.link.call(lambda _: self._put(keys=[key, self.index], args=args))
 
     async def get(self, request_id: str) -> Answered | None:
-        try:
-            raw = await self.link.call(lambda r: r.get(self._key(request_id)))
-        except RedisUnavailable:
-            return None
-        if raw is None:
-            return None
-        try:
-            return Answered.from_dict(json.loads(raw))
-        except (ValueError, KeyError, TypeError):
-            log.warning("redis: an unreadable answer for the buttons (another version?); ignored")
-            return None
+        return await self.link.get_json(self._key(request_id), Answered.from_dict, "answer for the buttons")

@@ -40,17 +40,7 @@ class RedisPredictionCache:
         return self.link.key("answer", digest)
 
     async def get(self, key: CacheKey) -> Prediction | None:
-        try:
-            raw = await self.link.call(lambda r: r.get(self._key(key)))
-        except RedisUnavailable:
-            return None
-        if raw is None:
-            return None
-        try:
-            return Prediction.from_dict(json.loads(raw))
-        except (ValueError, KeyError, TypeError):
-            log.warning("redis: an unreadable answer in the shared cache (another version?); ignored")
-            return None
+        return await self.link.get_json(self._key(key), Prediction.from_dict, "answer in the shared cache")
 
     async def put(self, key: CacheKey, prediction: Prediction) -> None:
         value = json.dumps(prediction.to_dict())

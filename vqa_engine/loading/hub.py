@@ -163,20 +163,27 @@ class _ScrubFilter(logging.Filter):
 
 
 @contextmanager
-def _scrubbed_logs(secrets: tuple[str, ...]) -> Iterator[None]:
-    """While Hub calls run, every handler (ours, the root's, huggingface_hub's) drops the secrets."""
-    if not secrets:
-        yield
-        return
-    scrub = _ScrubFilter(secrets)
+def filtered_hub_logs(log_filter: logging.Filter) -> Iterator[None]:
+    """While Hub calls run, every handler (ours, the root's, huggingface_hub's) applies
+    ``log_filter``: whichever library logs, a filter that drops secrets sees the record."""
     handlers = [*logging.getLogger().handlers, *logging.getLogger("huggingface_hub").handlers]
     for handler in handlers:
-        handler.addFilter(scrub)
+        handler.addFilter(log_filter)
     try:
         yield
     finally:
         for handler in handlers:
-            handler.removeFilter(scrub)
+            handler.removeFilter(log_filter)
+
+
+@contextmanager
+def _scrubbed_logs(secrets: tuple[str, ...]) -> Iterator[None]:
+    """While Hub calls run, no handler shows the secrets."""
+    if not secrets:
+        yield
+        return
+    with filtered_hub_logs(_ScrubFilter(secrets)):
+        yield
 
 
 class _Hub:
