@@ -220,7 +220,9 @@ class ChatCore:
         except Exception:
             log.exception("unexpected error while answering a question")
             return Reply(replies.ERROR, Outcome.ERROR)
-        text = replies.format_prediction(prediction, trained_on=self._trained_on)
+        text = replies.format_prediction(
+            prediction, trained_on=self._trained_on, sure=not self._written_answers
+        )
         return Reply(text, Outcome.ANSWERED, predictions=(prediction,))
 
     async def _with_buttons(self, event: ChatEvent, question: str, reply: Reply) -> Reply:
@@ -238,7 +240,9 @@ class ChatCore:
         self.feedback.remember(answered)
         if self.answers is not None:
             await self.answers.put(answered)
-        return replace(reply, request_id=answered.request_id, buttons=(Button.CHART, Button.GOOD, Button.BAD))
+        charted = not self._written_answers  # one written sentence: no ranking to chart
+        buttons = (Button.CHART, Button.GOOD, Button.BAD) if charted else (Button.GOOD, Button.BAD)
+        return replace(reply, request_id=answered.request_id, buttons=buttons)
 
     def _incomplete(self, event: ChatEvent) -> Reply | None:
         """A self-contained request (the web) without an image or a question: nothing earlier or
@@ -363,6 +367,13 @@ class ChatCore:
     def _trained_on(self) -> str | None:
         facts = self.facts
         return facts.trained_on if facts is not None else None
+
+    @property
+    def _written_answers(self) -> bool:
+        """Whether the model writes sentences, whose confidence is no chance of being right:
+        shown without a percentage or a chart (``ModelFacts.written_answers``)."""
+        facts = self.facts
+        return facts is not None and facts.written_answers
 
     def _model_revision(self) -> str | None:
         """The model's revision for the log (it does not change while the process runs)."""

@@ -234,13 +234,20 @@ def percent(confidence: float) -> str:
     return f"{value:.0f}%"
 
 
-def format_prediction(prediction: Prediction, *, others: int = 2, trained_on: str | None = None) -> str:
+def format_prediction(
+    prediction: Prediction, *, others: int = 2, trained_on: str | None = None, sure: bool = True
+) -> str:
     """The answer, how sure, and the next candidates worth naming, as short bars; when the
-    model abstains, why, with the answer only as a guess (never a bare confident answer)."""
+    model abstains, why, with the answer only as a guess (never a bare confident answer).
+    ``sure=False`` (a sentence a model wrote, whose confidence is no chance of being right):
+    the answer alone, or worded as a guess, and no percentage."""
     notice = abstain_notice(prediction, trained_on=trained_on)
     if notice is not None:
         return notice
-    if prediction.confidence < UNSURE_BELOW or prediction.reason == "low_confidence":
+    unsure = prediction.confidence < UNSURE_BELOW or prediction.reason == "low_confidence"
+    if not sure:
+        return f"Not sure — maybe: {prediction.answer}" if unsure else prediction.answer
+    if unsure:
         head = f"Not sure — maybe {prediction.answer} ({percent(prediction.confidence)})"
     else:
         head = f"{prediction.answer} — {percent(prediction.confidence)} sure"
@@ -252,13 +259,17 @@ def format_prediction(prediction: Prediction, *, others: int = 2, trained_on: st
     return head + "\n" + "\n".join(lines)
 
 
-def format_cli(prediction: Prediction, *, trained_on: str | None = None) -> str:
+def format_cli(prediction: Prediction, *, trained_on: str | None = None, sure: bool = True) -> str:
     """``main.py ask``: the answer and the next candidates on one line, by the same percent rules;
-    when the model abstains, why, with the answer only as a guess."""
+    when the model abstains, why, with the answer only as a guess. ``sure=False``: no
+    percentage (a written sentence; ``--json`` still has its confidence)."""
     notice = abstain_notice(prediction, trained_on=trained_on)
     if notice is not None:
         return notice
-    if prediction.reason == "low_confidence":
+    unsure = prediction.reason == "low_confidence"
+    if not sure:
+        return f"not sure — maybe: {prediction.answer}" if unsure else prediction.answer
+    if unsure:
         return f"not sure — maybe {prediction.answer} ({percent(prediction.confidence)})"
     lines = [f"{prediction.answer} ({percent(prediction.confidence)} confident)"]
     others = [c for c in prediction.top_k[1:] if c.confidence >= LIST_ABOVE]

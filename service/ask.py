@@ -55,6 +55,7 @@ def ask(settings: AskSettings, image_path: str, question: str, *, as_json: bool,
     except VQAInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    trained_on = facts_of(backend).trained_on
-    print(json.dumps(prediction.to_dict()) if as_json else format_cli(prediction, trained_on=trained_on))
+    facts = facts_of(backend)
+    text = format_cli(prediction, trained_on=facts.trained_on, sure=not facts.written_answers)
+    print(json.dumps(prediction.to_dict()) if as_json else text)
     return 0

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+#: the backend of a chat model that writes its answers as sentences (``vqa_engine.backends.vision_language``)
+VISION_LANGUAGE = "vision-language"
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -11,7 +14,7 @@ class ModelInfo:
 
     model_id: str  # a Hub repo id or a local folder, as configured
     revision: str | None  # the resolved Hub commit; None for a local folder
-    backend: str  # modular, transformers-classifier, transformers-generative, onnx, ensemble
+    backend: str  # modular, transformers-classifier, transformers-generative, vision-language, onnx, ensemble
     answers: int | None  # size of the answer space; None for a generative model (open answers)
     dtype: str  # of the weights that compute: float32, int8 (dynamic), ...
     quantize: str  # none or int8, as applied
@@ -19,6 +22,12 @@ class ModelInfo:
     input_size: int  # the image side the model reads: smaller photos lose detail
     weight: float = 1.0  # share of the vote in an ensemble
     members: tuple[ModelInfo, ...] = ()
+
+    @property
+    def written_answers(self) -> bool:
+        """Whether (a member of) this model writes sentences, whose confidence is the mean of
+        its tokens' probabilities and no chance of being right."""
+        return self.backend == VISION_LANGUAGE or any(m.written_answers for m in self.members)
 
     def describe(self) -> str:
         """One line for the start-up log."""

@@ -20,6 +20,9 @@ MAX_TOP_K = 10
 # (``ImageLimits()``, ``Backend.predict``), each written here once:
 DEFAULT_TOP_K = 3
 DEFAULT_NUM_BEAMS = 3
+#: a vision-language model's answer, in tokens at most, and what it is told before each question
+DEFAULT_MAX_NEW_TOKENS = 64
+DEFAULT_SYSTEM_PROMPT = "Answer the question about the image briefly, in one short sentence."
 #: ``MAX_IMAGE_BYTES`` and ``MAX_IMAGE_PIXELS`` (``config.settings.ImageSettings``): larger images
 #: are refused before they are decoded
 DEFAULT_MAX_IMAGE_BYTES = 20 * 2**20
@@ -59,7 +62,9 @@ def _lower(value: object) -> object:
 
 
 #: how a model package is run: ``auto`` reads it from the package's files
-BackendName = Annotated[Literal["auto", "modular", "transformers", "onnx"], BeforeValidator(_lower)]
+BackendName = Annotated[
+    Literal["auto", "modular", "transformers", "vision-language", "onnx"], BeforeValidator(_lower)
+]
 Quantize = Annotated[Literal["none", "int8"], BeforeValidator(_lower)]
 Device = Annotated[Literal["auto", "cpu", "cuda"], BeforeValidator(_lower)]
 
@@ -82,7 +87,8 @@ class ModelOptions(BaseModel):
     )
     device: Device = Field(default="auto", description="auto, cpu or cuda")
     model_backend: BackendName = Field(
-        default="auto", description="auto (read from the package), modular, transformers or onnx"
+        default="auto",
+        description="auto (read from the package), modular, transformers, vision-language or onnx",
     )
     quantize: Quantize = Field(
         default="none", description="int8: dynamic int8 Linear layers on the CPU (transformers models)"
@@ -92,4 +98,14 @@ class ModelOptions(BaseModel):
         ge=1,
         le=MAX_TOP_K,
         description="beams, and so candidates, of a generative model's answer",
+    )
+    max_new_tokens: int = Field(
+        default=DEFAULT_MAX_NEW_TOKENS,
+        ge=1,
+        le=1024,
+        description="the longest answer a vision-language model may write, in tokens",
+    )
+    system_prompt: OptionalStr = Field(
+        default=DEFAULT_SYSTEM_PROMPT,
+        description="what a vision-language model is told before each question; blank: nothing",
     )

@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 
 from bots import replies
-from bots.events import Reply
+from bots.events import Button, Reply
 from bots.web.asker import Upload, WebAsker, user_of_ip
 from bots.web.gradio_guard import RefusedEvent, read_upload, upload_folder
 
@@ -42,8 +42,9 @@ CHART_MAX = 0.994
 
 
 def chart(reply: Reply) -> dict[str, float] | None:
-    """The top candidates for ``gr.Label`` (None clears it: nothing was answered)."""
-    if not reply.predictions:
+    """The top candidates for ``gr.Label`` (None clears it: nothing was answered, or the answer
+    is a written sentence, which the core offers no chart for)."""
+    if not reply.predictions or (reply.buttons and Button.CHART not in reply.buttons):
         return None
     return {c.answer: min(c.confidence, CHART_MAX) for c in reply.predictions[0].top_k}
 

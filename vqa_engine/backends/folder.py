@@ -1,4 +1,4 @@
-"""A model package folder (any kind: ours, ONNX, transformers) opened as a backend.
+"""A model package folder (any kind: ours, ONNX, transformers, vision-language) opened as a backend.
 
 Its own module so that both the loader (``MODEL_REPO_ID`` -> backend) and the Hub's ``push``
 (which refuses a package that does not load) use it without importing each other.
@@ -44,6 +44,17 @@ def _open(folder: Path, source: ModelSource | None, options: ModelOptions) -> Ba
 
         return load_transformers_backend(
             folder, source, device=device, quantize=options.quantize, num_beams=options.num_beams
+        )
+    if kind == "vision-language":
+        from vqa_engine.backends.vision_language import load_vision_language_backend
+
+        return load_vision_language_backend(
+            folder,
+            source,
+            device=device,
+            quantize=options.quantize,
+            max_new_tokens=options.max_new_tokens,
+            system_prompt=options.system_prompt,
         )
     if kind == "onnx":
         from vqa_engine.backends.onnx_runtime import OnnxBackend

@@ -13,14 +13,12 @@ Two families, told apart by the loaded model:
   ``exp(sum of its tokens' log-probabilities)`` (beams ranked by it: ``length_penalty=0``).
 
 Questions longer than the model's text length are truncated by the tokenizer. Nothing from the
-model folder is executed (``trust_remote_code=False``; weights from safetensors, or a
-``pytorch_model.bin`` read with ``torch.load(weights_only=True)`` by transformers).
+model folder is executed (``vqa_engine.backends.transformers_load``).
 """
 
 from __future__ import annotations
 
 import inspect
-import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,13 +28,12 @@ import torch
 from PIL import Image
 
 from vqa_engine.backends.base import Backend, DenseScores, RankedScores
-from vqa_engine.backends.quantize import count_int8_linear, quantize_linear_int8, weights_dtype
-from vqa_engine.errors import ModelPackageError, first_line
+from vqa_engine.backends.transformers_load import info_fields, load_model, quantize_on_cpu, read_config
+from vqa_engine.backends.written_answers import end_ids, greedy_scores
+from vqa_engine.errors import ModelPackageError
 from vqa_engine.model_info import ModelInfo
 from vqa_engine.modular.package_format import ModelSource
 from vqa_engine.options import DEFAULT_NUM_BEAMS
-
-log = logging.getLogger(__name__)
 
 #: the longest answer a generative model may write, in tokens (VQA answers are a few words)
 MAX_ANSWER_TOKENS = 16
@@ -55,52 +52,31 @@ def load_transformers_backend(
     num_beams: int = DEFAULT_NUM_BEAMS,
 ) -> Backend:
     """Load the transformers model in ``folder``; raises ``ModelPackageError`` with one line."""
-    import transformers
-    from transformers import AutoConfig, AutoModelForVisualQuestionAnswering, AutoProcessor
-    from transformers.models.auto.modeling_auto import MODEL_FOR_VISUAL_QUESTION_ANSWERING_MAPPING_NAMES
+    from transformers import AutoModelForVisualQuestionAnswering
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+        MODEL_FOR_VISUAL_QUESTION_ANSWERING_MAPPING_NAMES,
+    )
 
-    # transformers' own switch (process-wide): no "Loading weights" progress bar in a server's log
-    transformers.utils.logging.disable_progress_bar()
     where = source.repo_id
-    safe = {"local_files_only": True, "trust_remote_code": False}
-    try:
-        config = AutoConfig.from_pretrained(folder, **safe)
-    except Exception as exc:
+    config = read_config(folder, where)
+    vqa_types = MODEL_FOR_VISUAL_QUESTION_ANSWERING_MAPPING_NAMES
+    supported = ", ".join(sorted(vqa_types))
+    if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and config.model_type not in vqa_types:
         raise ModelPackageError(
-            f"{where}: transformers cannot read its config.json ({first_line(exc)}); vqa-chat never runs "
-            "code from a model repo, so a custom architecture has to be exported to ONNX "
-            "(docs/models.md: any architecture)"
-        ) from exc
-    supported = ", ".join(sorted(MODEL_FOR_VISUAL_QUESTION_ANSWERING_MAPPING_NAMES))
+            f"{where} is a transformers {config.model_type!r} model that writes its answers: it runs as a "
+            "vision-language model, which needs a chat template in its folder (chat_template.jinja or "
+            "chat_template.json) and MODEL_BACKEND auto or vision-language (docs/models.md)"
+        )
     if config.model_type not in MODEL_FOR_VISUAL_QUESTION_ANSWERING_MAPPING_NAMES:
         raise ModelPackageError(
             f"{where} is a transformers {config.model_type!r} model, which is not one for visual "
             f"question answering (AutoModelForVisualQuestionAnswering knows: {supported})"
         )
-    dtype = torch.float32 if device.type == "cpu" else "auto"  # half precision is slow on CPUs
-    try:
-        model = AutoModelForVisualQuestionAnswering.from_pretrained(folder, dtype=dtype, **safe)
-        processor = AutoProcessor.from_pretrained(folder, **safe)
-    except Exception as exc:
-        raise ModelPackageError(f"{where}: transformers could not load it: {first_line(exc)}") from exc
-    model.eval().to(device)
-    quantized = False
-    if quantize == "int8":
-        if device.type != "cpu":
-            log.warning("QUANTIZE=int8 is for the CPU; %s runs on %s unquantized", where, device)
-        else:
-            quantize_linear_int8(model)
-            quantized = count_int8_linear(model) > 0
-            log.info("%s: %d Linear layers quantized to int8", where, count_int8_linear(model))
+    model, processor = load_model(AutoModelForVisualQuestionAnswering, folder, where, device)
+    quantized = quantize_on_cpu(model, quantize, device, where)
     generative = bool(getattr(model, "can_generate", lambda: False)())
-    info = dict(
-        model_id=source.repo_id,
-        revision=source.revision,
-        dtype=weights_dtype(model, quantized=quantized),
-        quantize="int8" if quantized else "none",
-        device=str(device),
-        input_size=_input_size(processor, config),
-    )
+    info = info_fields(source, model, device, quantized=quantized, input_size=_input_size(processor, config))
     if generative:
         return TransformersGenerator(model, processor, config, info, num_beams=num_beams)
     labels = _answer_list(config, where)
@@ -240,14 +216,10 @@ class TransformersGenerator(_TransformersBackend):
 
     def _greedy_log_probs(self, out: Any) -> torch.Tensor:
         """Sum of the chosen tokens' log-probabilities, up to and including the end token."""
-        steps = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-        generated = out.sequences[:, -steps.shape[1] :]
         eos = self.model.generation_config.eos_token_id
         if self.blip:
             eos = self.model.config.text_config.sep_token_id
-        ends = torch.isin(generated, torch.tensor(eos if isinstance(eos, list) else [eos]))
-        after_end = (ends.cumsum(1) - ends.long()) > 0  # padding once an answer has ended
-        return steps.masked_fill(after_end | steps.isinf(), 0.0).sum(1)
+        return greedy_scores(self.model, out, end_ids(eos)).log_prob
 
 
 def collate(items: Sequence[Inputs]) -> Inputs:

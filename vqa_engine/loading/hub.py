@@ -49,7 +49,8 @@ _REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 _NEEDS = (
     "a model package needs model.safetensors, vocab.json and answers.txt (plus config.json), "
     "or the seed's best_modular_model.pth, vocab.pkl and data/answer_space.txt; or model.onnx with "
-    "config.json, vocab.json and answers.txt; or a transformers model's config.json, weights and processor"
+    "config.json, vocab.json and answers.txt; or a transformers model's config.json, weights and processor "
+    "(and a chat template, for a vision-language model)"
 )
 
 
@@ -124,7 +125,7 @@ def push(
     from vqa_engine.backends.folder import open_folder
 
     folder = Path(folder)
-    if folder.is_dir() and detect_kind(folder) == "transformers":
+    if folder.is_dir() and detect_kind(folder) in ("transformers", "vision-language"):
         raise ModelPackageError(
             f"{folder} holds a transformers model: publish it with transformers' own push_to_hub, "
             "which uploads its processor files too"

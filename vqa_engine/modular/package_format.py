@@ -4,12 +4,15 @@ Torch-free on purpose: the Hub code (``vqa_engine.loading.hub``) lists, download
 without importing torch, so pre-fetching a model or checking a repo costs no torch start-up.
 ``vqa_engine.modular.package`` re-exports every name here.
 
-Three kinds of package, told apart by their files (``MODEL_BACKEND`` overrides):
+Four kinds of package, told apart by their files (``MODEL_BACKEND`` overrides):
 
 - ``onnx``: ``model.onnx`` with our ``config.json`` (``"model_type": "onnx-vqa"``), ``vocab.json``,
   ``answers.txt``;
-- ``transformers``: a transformers ``config.json`` (with ``architectures`` or a ``model_type``
-  other than ours), its weights and its processor's files;
+- ``vision-language``: a transformers model that writes its answers (``AutoModelForImageTextToText``):
+  a ``config.json`` with a ``vision_config`` and no question-answering head, its weights, its
+  processor's files and a chat template (it is asked through the template);
+- ``transformers``: any other transformers ``config.json`` (with ``architectures`` or a
+  ``model_type`` other than ours), its weights and its processor's files;
 - ``modular``: our ``ModularVQA`` (``config.json`` with ``"model_type": "modular-vqa"``, or the
   seed's files without one).
 """
@@ -77,14 +80,20 @@ TRANSFORMERS_FILES = (
     "spiece.model",
     "sentencepiece.bpe.model",
     "generation_config.json",
+    "video_preprocessor_config.json",
+    "chat_template.jinja",
+    "chat_template.json",
 )
 SAFETENSORS_WEIGHTS = (WEIGHTS_FILE, "model.safetensors.index.json")
 #: pickled weights, fetched only when a repo has no safetensors; transformers reads them with
 #: ``torch.load(weights_only=True)``, which builds tensors and nothing else
 TORCH_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin")
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+#: where a transformers folder keeps its chat template: a file of its own, or a key of these
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+CHAT_TEMPLATE_KEY_FILES = ("processor_config.json", "tokenizer_config.json")
 
-PackageKind = Literal["modular", "transformers", "onnx"]
+PackageKind = Literal["modular", "transformers", "vision-language", "onnx"]
 
 #: what a package cannot do without: (ours, the seed's name) for weights, vocabulary, answers
 REQUIRED_FILES = (
@@ -130,8 +139,35 @@ def detect_kind(folder: Path) -> PackageKind:
             "architectures" in data
             or data.get("model_type", MODULAR_MODEL_TYPE) not in (MODULAR_MODEL_TYPE, ONNX_MODEL_TYPE)
         ):
-            return "transformers"
+            return "vision-language" if _writes_answers(folder, data) else "transformers"
     return "modular"
+
+
+def _writes_answers(folder: Path, config: dict[str, object]) -> bool:
+    """A vision-language chat model: a vision tower, no question-answering head (ViLT's and
+    BLIP's VQA heads stay ``transformers``), and a chat template to ask it through."""
+    architectures = config.get("architectures") or []
+    answers_questions = isinstance(architectures, list) and any(
+        str(name).endswith("ForQuestionAnswering") for name in architectures
+    )
+    return (
+        isinstance(config.get("vision_config"), dict) and not answers_questions and has_chat_template(folder)
+    )
+
+
+def has_chat_template(folder: Path) -> bool:
+    """Whether ``folder`` holds a chat template (its own file, or inside the processor's or the
+    tokenizer's config)."""
+    if any((folder / name).is_file() for name in CHAT_TEMPLATE_FILES):
+        return True
+    for name in CHAT_TEMPLATE_KEY_FILES:
+        try:
+            data = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and data.get("chat_template"):
+            return True
+    return False
 
 
 def missing_files(folder: Path, kind: PackageKind) -> str | None:
@@ -142,13 +178,15 @@ def missing_files(folder: Path, kind: PackageKind) -> str | None:
             any(fnmatch(p.name, pattern) for pattern in patterns) for p in folder.iterdir() if p.is_file()
         )
 
-    if kind == "transformers":
+    if kind in ("transformers", "vision-language"):
         if not (folder / CONFIG_FILE).is_file():
             return "no config.json"
         if not has(*SAFETENSORS_WEIGHTS, "model-*.safetensors", *TORCH_WEIGHTS):
             return "no weights (model.safetensors, or pytorch_model.bin)"
         if not has(*PROCESSOR_FILES):
             return "no processor (preprocessor_config.json or processor_config.json)"
+        if kind == "vision-language" and not has_chat_template(folder):
+            return "no chat template (chat_template.jinja or chat_template.json)"
         return None
     required = list(REQUIRED_FILES)
     if kind == "onnx":

@@ -21,13 +21,16 @@ field              from                                           without it
 ``vocabulary``     ``vocab.json``                                 0 (unknown)
 ``image_check``    ``familiarity.safetensors`` present            "confidence" (the fallback rule)
 =================  =============================================  ==================================
+
+``written_answers`` comes from the loaded model (``facts_of``), not from a file: true when a
+vision-language model writes the answers, whose confidence is then never shown as a percentage.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +83,8 @@ class ModelFacts:
     accuracy: Accuracy | None
     vocabulary: int  # words the model knows (0: not known)
     image_check: str  # "familiarity" (statistics in the package) or "confidence" (the fallback)
+    #: answers are sentences a model wrote: their confidence is shown to no one as a percentage
+    written_answers: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,7 +113,7 @@ def facts_of(backend: Backend) -> ModelFacts:
     """The facts of a loaded model: from its package folder, or (an ensemble, a model built in
     memory) from what it knows about itself."""
     if backend.folder is not None:
-        return describe(backend.folder)
+        return replace(describe(backend.folder), written_answers=backend.info.written_answers)
     return ModelFacts(
         name=backend.info.model_id,
         trained_on=None,
@@ -118,6 +123,7 @@ def facts_of(backend: Backend) -> ModelFacts:
         accuracy=None,
         vocabulary=0,
         image_check=backend.checks.image_check,
+        written_answers=backend.info.written_answers,
     )
 
 
