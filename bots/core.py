@@ -220,9 +220,12 @@ class ChatCore:
         except Exception:
             log.exception("unexpected error while answering a question")
             return Reply(replies.ERROR, Outcome.ERROR)
+        escalated = self._escalated(prediction)
         text = replies.format_prediction(
-            prediction, trained_on=self._trained_on, sure=not self._written_answers
+            prediction, trained_on=self._trained_on_for(prediction), sure=not self._written(prediction)
         )
+        if escalated:
+            text = f"{text}\n{replies.ESCALATED}"
         return Reply(text, Outcome.ANSWERED, predictions=(prediction,))
 
     async def _with_buttons(self, event: ChatEvent, question: str, reply: Reply) -> Reply:
@@ -235,12 +238,12 @@ class ChatCore:
             model_revision=self._model_revision(),
             question=question,
             prediction=prediction,
-            notice=replies.abstain_notice(prediction, trained_on=self._trained_on),
+            notice=replies.abstain_notice(prediction, trained_on=self._trained_on_for(prediction)),
         )
         self.feedback.remember(answered)
         if self.answers is not None:
             await self.answers.put(answered)
-        charted = not self._written_answers  # one written sentence: no ranking to chart
+        charted = not self._written(prediction)  # one written sentence: no ranking to chart
         buttons = (Button.CHART, Button.GOOD, Button.BAD) if charted else (Button.GOOD, Button.BAD)
         return replace(reply, request_id=answered.request_id, buttons=buttons)
 
@@ -374,6 +377,22 @@ class ChatCore:
         shown without a percentage or a chart (``ModelFacts.written_answers``)."""
         facts = self.facts
         return facts is not None and facts.written_answers
+
+    def _escalated(self, prediction: Prediction) -> bool:
+        """Whether the second model (``ESCALATE_TO``) gave this answer, the first having abstained."""
+        facts = self.facts
+        second = facts.escalates_to if facts is not None else None
+        return second is not None and prediction.model == second
+
+    def _written(self, prediction: Prediction) -> bool:
+        """Whether the model that gave this answer writes sentences."""
+        if self._escalated(prediction):
+            return self.facts is not None and self.facts.escalation_writes
+        return self._written_answers
+
+    def _trained_on_for(self, prediction: Prediction) -> str | None:
+        """What the answering model was trained on, as far as the package says (only the first's)."""
+        return None if self._escalated(prediction) else self._trained_on
 
     def _model_revision(self) -> str | None:
         """The model's revision for the log (it does not change while the process runs)."""

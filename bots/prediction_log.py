@@ -76,6 +76,7 @@ class PredictionLog:
             "abstain": prediction.abstain if prediction else None,
             "reason": prediction.reason if prediction else None,
             "familiarity": prediction.familiarity if prediction else None,
+            "model": prediction.model if prediction else None,
             "latency_ms": round(latency_ms, 2),
             "image_bytes": image_bytes,
             "model_revision": model_revision,

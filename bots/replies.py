@@ -53,6 +53,8 @@ UNFAMILIAR_IMAGE = "This picture doesn't look like the ones I was trained on{wha
 UNKNOWN_WORDS = "I don't know the {words}, " + NOT_RELIABLE
 NO_KNOWN_WORDS = "I don't understand that question: none of its words are ones I learned, " + NOT_RELIABLE
 ANSWER_TYPE = "I wasn't trained to answer that kind of question, " + NOT_RELIABLE
+#: the last line of an answer the second model gave (``ESCALATE_TO``), after the first abstained
+ESCALATED = "(answered by the larger model)"
 #: command menus: Telegram's "/" list and Discord's slash commands
 COMMANDS = {
     "telegram": {
@@ -364,7 +366,7 @@ def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
 
 
-def _model_lines(stats: EngineStats) -> list[str]:
+def _first_model_lines(stats: EngineStats) -> list[str]:
     """Which model answers and how: one line, or one per member of an ensemble."""
     revision = f" @ {stats.revision}" if stats.revision else ""
     if not stats.members:
@@ -378,6 +380,19 @@ def _model_lines(stats: EngineStats) -> list[str]:
         runs = _runs(member.backend, member.answers, member.dtype, member.quantize)
         lines.append(f"  {member.model_id}{rev} (weight {member.weight:.2f}): {runs}")
     return lines
+
+
+def _model_lines(stats: EngineStats) -> list[str]:
+    """Which model answers and how; with ``ESCALATE_TO``, the second model after it."""
+    second = stats.escalates_to
+    if second is None:
+        return _first_model_lines(stats)
+    rev = f" @ {second.revision}" if second.revision else ""
+    if second.members:
+        runs = f"ensemble of {len(second.members)}"
+    else:
+        runs = _runs(second.backend, second.answers, second.dtype, second.quantize)
+    return [*_first_model_lines(stats), f"escalates to: {second.model_id}{rev} ({runs})"]
 
 
 def _runs(backend: str, answers: int | None, dtype: str, quantize: str) -> str:

@@ -31,9 +31,9 @@ def read_image_arg(path: str, max_bytes: int) -> bytes:
 
 def ask(settings: AskSettings, image_path: str, question: str, *, as_json: bool, top_k: int) -> int:
     """Answer ``question`` about the image at ``image_path``; the process's exit code (2: the
-    input cannot be answered, 1: the model cannot load)."""
+    input cannot be answered, 1: the model cannot load, or its server did not answer)."""
     from bots.replies import format_cli
-    from vqa_engine import ModelPackageError, VQAInputError
+    from vqa_engine import EngineError, ModelPackageError, VQAInputError
     from vqa_engine.preprocess import ImageLimits, clean_question
     from vqa_engine.serving.model_facts import facts_of
 
@@ -55,6 +55,9 @@ def ask(settings: AskSettings, image_path: str, question: str, *, as_json: bool,
     except VQAInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except EngineError as exc:  # a model server that did not answer
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     facts = facts_of(backend)
     text = format_cli(prediction, trained_on=facts.trained_on, sure=not facts.written_answers)
     print(json.dumps(prediction.to_dict()) if as_json else text)

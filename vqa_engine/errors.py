@@ -87,6 +87,11 @@ class InferenceError(EngineError):
     asking the same again will not help, so it carries no ``retry_after_s``."""
 
 
+class ModelServerError(InferenceError):
+    """The model server (``REMOTE_BASE_URL``) did not answer, or refused: no fault of the
+    question, so the whole batch gets it, and it says when asking again may work."""
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first non-empty line of an exception's message (its type when there is none), cut to
     ``limit`` characters: a library's multi-line error inside our one-line messages."""

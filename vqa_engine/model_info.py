@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 #: the backend of a chat model that writes its answers as sentences (``vqa_engine.backends.vision_language``)
 VISION_LANGUAGE = "vision-language"
+#: the backend of a model on an OpenAI-compatible server, which writes sentences too (``remote_chat``)
+REMOTE_CHAT = "remote-chat"
 
 
 @dataclass(frozen=True)
@@ -22,15 +24,20 @@ class ModelInfo:
     input_size: int  # the image side the model reads: smaller photos lose detail
     weight: float = 1.0  # share of the vote in an ensemble
     members: tuple[ModelInfo, ...] = ()
+    #: the model that answers what this one abstains on (``ESCALATE_TO``)
+    escalates_to: ModelInfo | None = None
 
     @property
     def written_answers(self) -> bool:
         """Whether (a member of) this model writes sentences, whose confidence is the mean of
         its tokens' probabilities and no chance of being right."""
-        return self.backend == VISION_LANGUAGE or any(m.written_answers for m in self.members)
+        return self.backend in (VISION_LANGUAGE, REMOTE_CHAT) or any(m.written_answers for m in self.members)
 
     def describe(self) -> str:
         """One line for the start-up log."""
+        if self.escalates_to is not None:
+            first = replace(self, escalates_to=None).describe()
+            return f"{first}; escalates to {self.escalates_to.describe()}"
         if self.members:
             parts = "; ".join(f"{m.describe()}, weight {m.weight:.2f}" for m in self.members)
             return f"ensemble of {len(self.members)}: {parts}"

@@ -7,11 +7,11 @@ Torch-free, so the settings (and the chat front ends) can import it without load
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from vqa_engine.option_types import OptionalStr
+from vqa_engine.option_types import OptionalSecret, OptionalStr
 
 #: candidates computed (and cached) per prediction; callers ask for fewer
 MAX_TOP_K = 10
@@ -23,6 +23,8 @@ DEFAULT_NUM_BEAMS = 3
 #: a vision-language model's answer, in tokens at most, and what it is told before each question
 DEFAULT_MAX_NEW_TOKENS = 64
 DEFAULT_SYSTEM_PROMPT = "Answer the question about the image briefly, in one short sentence."
+#: how long one request to a model server (``REMOTE_BASE_URL``) may take, per attempt
+DEFAULT_REMOTE_TIMEOUT_S = 60.0
 #: ``MAX_IMAGE_BYTES`` and ``MAX_IMAGE_PIXELS`` (``config.settings.ImageSettings``): larger images
 #: are refused before they are decoded
 DEFAULT_MAX_IMAGE_BYTES = 20 * 2**20
@@ -85,6 +87,11 @@ class ModelOptions(BaseModel):
     model_revision: OptionalStr = Field(
         default=None, description="branch, tag or commit on the Hub, for every member that names none"
     )
+    escalate_to: OptionalStr = Field(
+        default=None,
+        description="a second model (same syntax as MODEL_REPO_ID) that answers the questions the first "
+        "abstains on; blank: off",
+    )
     device: Device = Field(default="auto", description="auto, cpu or cuda")
     model_backend: BackendName = Field(
         default="auto",
@@ -109,3 +116,26 @@ class ModelOptions(BaseModel):
         default=DEFAULT_SYSTEM_PROMPT,
         description="what a vision-language model is told before each question; blank: nothing",
     )
+    remote_base_url: OptionalStr = Field(
+        default=None,
+        description="an OpenAI-compatible model server (http://gpu:8000/v1): when set, it answers "
+        "instead of MODEL_REPO_ID",
+    )
+    remote_model: OptionalStr = Field(
+        default=None, description="the model's name on that server (needed with REMOTE_BASE_URL)"
+    )
+    remote_api_key: OptionalSecret = Field(
+        default=None, description="the server's API key, if it asks for one (never logged)"
+    )
+    remote_timeout_s: float = Field(
+        default=DEFAULT_REMOTE_TIMEOUT_S,
+        gt=0,
+        le=600,
+        description="seconds one request to the model server may take (the client tries 3 times)",
+    )
+
+    @model_validator(mode="after")
+    def _remote_needs_model(self) -> Self:
+        if self.remote_base_url is not None and self.remote_model is None:
+            raise ValueError("REMOTE_BASE_URL is set but REMOTE_MODEL is not: name the server's model")
+        return self

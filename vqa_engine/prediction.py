@@ -24,7 +24,9 @@ class Prediction:
     ``reason`` says why. ``unknown_words`` lists the question's content words the model never
     learned (whatever the reason); ``familiarity`` is how much the picture looks like the training
     pictures (the share of held-out training pictures at least as unusual: about 0.5 is typical,
-    near 0 is unlike them; None when the model has no image statistics).
+    near 0 is unlike them; None when the model has no image statistics). ``model`` is the id of
+    the model that answered when a pair of models shares the work (``ESCALATE_TO``); None when
+    one model answers everything.
     """
 
     answer: str
@@ -34,6 +36,7 @@ class Prediction:
     reason: Reason | None = None
     unknown_words: tuple[str, ...] = ()
     familiarity: float | None = None
+    model: str | None = None
 
     def truncated(self, k: int) -> Prediction:
         """The same prediction with at most ``k`` candidates (at least the answer itself)."""
@@ -42,8 +45,9 @@ class Prediction:
         return replace(self, top_k=self.top_k[: max(1, k)])
 
     def to_dict(self) -> dict[str, object]:
-        """The JSON shape of ``main.py ask --json``."""
-        return {
+        """The JSON shape of ``main.py ask --json``; ``model`` only when a pair of models shares
+        the work (so one model's JSON reads as before)."""
+        data: dict[str, object] = {
             "answer": self.answer,
             "confidence": self.confidence,
             "top_k": [{"answer": c.answer, "confidence": c.confidence} for c in self.top_k],
@@ -52,6 +56,9 @@ class Prediction:
             "unknown_words": list(self.unknown_words),
             "familiarity": self.familiarity,
         }
+        if self.model is not None:
+            data["model"] = self.model
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Prediction:
@@ -65,6 +72,7 @@ class Prediction:
         top_k = data["top_k"]
         words = data.get("unknown_words") or []
         familiarity = data.get("familiarity")
+        model = data.get("model")  # absent from what older versions stored
         if not isinstance(top_k, list) or not isinstance(words, list):
             raise ValueError("top_k and unknown_words must be lists")
         return cls(
@@ -75,4 +83,5 @@ class Prediction:
             reason=reason,  # type: ignore[arg-type]
             unknown_words=tuple(str(w) for w in words),
             familiarity=None if familiarity is None else float(familiarity),  # type: ignore[arg-type]
+            model=None if model is None else str(model),
         )

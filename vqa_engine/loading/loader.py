@@ -24,26 +24,51 @@ log = logging.getLogger(__name__)
 
 
 def load_backend(options: ModelOptions = ModelOptions(), *, token: str | None = None) -> Backend:
-    """The model (or ensemble) ``options.model_repo_id`` names, loaded and warmed up.
+    """The model (or ensemble) ``options.model_repo_id`` names, loaded and warmed up; with
+    ``options.escalate_to``, paired with the second model that answers what it abstains on.
 
     Raises ``ModelPackageError`` (a subclass naming the member, file or setting at fault, on one
-    line).
+    line). With ``options.remote_base_url`` the model on that server answers instead (nothing
+    is loaded here).
     """
-    members = parse_model_spec(options.model_repo_id, default_revision=options.model_revision)
+    if options.remote_base_url is not None:
+        from vqa_engine.backends.remote_chat import load_remote_backend
+
+        return load_remote_backend(options)
+    if options.escalate_to is None:
+        return load_models(options.model_repo_id, options, token=token)
+    first = _named(options.model_repo_id, options, "MODEL_REPO_ID", token=token)
+    second = _named(options.escalate_to, options, "ESCALATE_TO", token=token)
+    from vqa_engine.backends.escalation import Escalation
+
+    return Escalation(first, second)
+
+
+def load_models(spec: str, options: ModelOptions, *, token: str | None = None) -> Backend:
+    """One model, or an ensemble, as ``spec`` (``MODEL_REPO_ID``'s syntax) names it."""
+    members = parse_model_spec(spec, default_revision=options.model_revision)
     backends = []
-    for number, spec in enumerate(members, start=1):
+    for number, member in enumerate(members, start=1):
         try:
-            backends.append(load_member(spec, options, token=token))
+            backends.append(load_member(member, options, token=token))
         except ModelPackageError as exc:
             if len(members) == 1:
                 raise
-            message = f"ensemble member {number} of {len(members)} ({spec}) cannot load: {exc}"
+            message = f"ensemble member {number} of {len(members)} ({member}) cannot load: {exc}"
             raise type(exc)(" ".join(message.split())) from exc
     if len(backends) == 1:
         return backends[0]
     from vqa_engine.backends.ensemble import Ensemble
 
     return Ensemble(backends, normalised_weights(members))
+
+
+def _named(spec: str, options: ModelOptions, setting: str, *, token: str | None) -> Backend:
+    """``load_models``, its errors saying which of the two settings names the model at fault."""
+    try:
+        return load_models(spec, options, token=token)
+    except ModelPackageError as exc:
+        raise type(exc)(" ".join(f"{setting} ({spec}) cannot load: {exc}".split())) from exc
 
 
 def load_member(spec: MemberSpec, options: ModelOptions, *, token: str | None = None) -> Backend:

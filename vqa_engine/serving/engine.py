@@ -32,8 +32,10 @@ from vqa_engine.checks.options import CheckOptions
 from vqa_engine.errors import (
     EngineBusyError,
     EngineClosedError,
+    EngineError,
     EngineTimeoutError,
     InferenceError,
+    ModelServerError,
     VQAInputError,
 )
 from vqa_engine.model_info import ModelInfo
@@ -155,7 +157,7 @@ class VQAEngine:
         self._inference.start()
         self._started_at = time.monotonic()
         info = backend.info
-        self._model_key = f"{info.model_id}@{info.revision}:{info.backend}:{info.quantize}"
+        self._model_key = model_key(info)
         self._state = "running"
         log.info("model ready: %s%s", info.describe(), ", QUANTIZE=int8" if info.quantize == "int8" else "")
 
@@ -353,8 +355,8 @@ class VQAEngine:
         try:
             return list(zip(batch, self._forward(batch), [None] * len(batch), strict=True)), [len(batch)]
         except Exception as exc:
-            if len(batch) == 1:
-                return [(batch[0], None, exc)], []
+            if len(batch) == 1 or isinstance(exc, ModelServerError):  # the server, not a question
+                return [(request, None, exc) for request in batch], []
             log.warning("a batch of %d failed (%s); retrying each question alone", len(batch), exc)
         results: list[_RequestResult] = []
         passes = []
@@ -398,11 +400,7 @@ class VQAEngine:
                 continue
             if error is not None:
                 log.error("the model failed on a question: %r", request.question, exc_info=error)
-                failure = InferenceError(
-                    "the model could not answer that one; please try another image or question"
-                )
-                failure.__cause__ = error
-                request.future.set_exception(failure)
+                request.future.set_exception(_user_facing(error))
             else:
                 request.future.set_result(prediction)  # type: ignore[arg-type]
 
@@ -436,8 +434,26 @@ class VQAEngine:
             dtype=info.dtype if info else "",
             quantize=info.quantize if info else "none",
             members=info.members if info else (),
+            escalates_to=info.escalates_to if info else None,
             answer_checks=self._backend.checks.describe() if self._backend is not None else "",
         )
+
+
+def model_key(info: ModelInfo) -> str:
+    """What the cache's keys say about the model: its answers are not another model's (nor those
+    of the same model escalating to a second)."""
+    key = f"{info.model_id}@{info.revision}:{info.backend}:{info.quantize}"
+    return key if info.escalates_to is None else f"{key}>{model_key(info.escalates_to)}"
+
+
+def _user_facing(error: BaseException) -> BaseException:
+    """A model's failure as the caller gets it: the backend's own ``EngineError`` (its message is
+    written for users), otherwise a general one caused by it."""
+    if isinstance(error, EngineError):
+        return error
+    failure = InferenceError("the model could not answer that one; please try another image or question")
+    failure.__cause__ = error
+    return failure
 
 
 def _settle_error(future: asyncio.Future[Prediction], error: BaseException) -> None:

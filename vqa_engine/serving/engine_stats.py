@@ -43,6 +43,7 @@ class EngineStats:
     dtype: str = ""
     quantize: str = "none"
     members: tuple[ModelInfo, ...] = ()  # an ensemble's models
+    escalates_to: ModelInfo | None = None  # the model that answers what the first abstains on
     batch_sizes: dict[int, int] = field(default_factory=dict)  # forward passes by batch size
     answer_checks: str = ""  # which checks judge the answers (AnswerChecks.describe)
     shared_cache_hits: int = 0  # (of cache_hits) answered by the cache shared with other processes

@@ -24,6 +24,8 @@ field              from                                           without it
 
 ``written_answers`` comes from the loaded model (``facts_of``), not from a file: true when a
 vision-language model writes the answers, whose confidence is then never shown as a percentage.
+So do ``escalates_to`` and ``escalation_writes``: the second model (``ESCALATE_TO``) that answers
+what the first abstains on, and whether it writes sentences.
 """
 
 from __future__ import annotations
@@ -85,6 +87,10 @@ class ModelFacts:
     image_check: str  # "familiarity" (statistics in the package) or "confidence" (the fallback)
     #: answers are sentences a model wrote: their confidence is shown to no one as a percentage
     written_answers: bool = False
+    #: the id of the model that answers what this one abstains on (``Prediction.model``), if any
+    escalates_to: str | None = None
+    #: whether that second model writes sentences
+    escalation_writes: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,8 +118,25 @@ def describe(directory: str | Path) -> ModelFacts:
 def facts_of(backend: Backend) -> ModelFacts:
     """The facts of a loaded model: from its package folder, or (an ensemble, a model built in
     memory) from what it knows about itself."""
-    if backend.folder is not None:
-        return replace(describe(backend.folder), written_answers=backend.info.written_answers)
+    second = backend.info.escalates_to
+    loaded = replace(
+        _bare(backend),
+        written_answers=backend.info.written_answers,
+        escalates_to=second.model_id if second is not None else None,
+        escalation_writes=second is not None and second.written_answers,
+    )
+    if backend.folder is None:
+        return loaded
+    return replace(
+        describe(backend.folder),
+        written_answers=loaded.written_answers,
+        escalates_to=loaded.escalates_to,
+        escalation_writes=loaded.escalation_writes,
+    )
+
+
+def _bare(backend: Backend) -> ModelFacts:
+    """What a model without a package folder knows about itself."""
     return ModelFacts(
         name=backend.info.model_id,
         trained_on=None,
@@ -123,7 +146,6 @@ def facts_of(backend: Backend) -> ModelFacts:
         accuracy=None,
         vocabulary=0,
         image_check=backend.checks.image_check,
-        written_answers=backend.info.written_answers,
     )
 
 
