@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from bots.core import Answerer, ChatCore
     from bots.prediction_log import PredictionLog
     from vqa_engine import Prediction
+    from vqa_engine.conversation import History
     from vqa_engine.serving.engine import EngineStats, VQAEngine
     from vqa_engine.serving.model_facts import ModelFacts
 
@@ -24,10 +25,12 @@ class TimedEngine:
         self.engine = engine
         self.inside: dict[str, float] = {}
 
-    async def answer(self, image: bytes, question: str, *, top_k: int | None = None) -> Prediction:
+    async def answer(
+        self, image: bytes, question: str, *, top_k: int | None = None, history: History = ()
+    ) -> Prediction:
         started = time.perf_counter()
         try:
-            return await self.engine.answer(image, question, top_k=top_k)
+            return await self.engine.answer(image, question, top_k=top_k, history=history)
         finally:
             self.inside[digest(image)] = time.perf_counter() - started
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from bots import replies
 from bots.chart import render_chart
+from bots.conversation import ConversationBounds
 from bots.events import Button, ChatEvent, Command, ImageRef, Outcome, Reply
 from bots.feedback import Answered, FeedbackBook, SharedAnswers
 from bots.memory import ImageStore, MemoryKey
@@ -39,6 +40,7 @@ from vqa_engine import (
     UnsupportedImageError,
     VQAInputError,
 )
+from vqa_engine.conversation import History
 from vqa_engine.formats import is_readable_mime
 from vqa_engine.options import DEFAULT_MAX_IMAGE_BYTES
 from vqa_engine.serving.model_facts import ModelFacts
@@ -62,7 +64,9 @@ _ASK = re.compile(r"^/ask(@\w+)?\b", re.IGNORECASE)
 class Answerer(Protocol):
     """What the core needs from ``vqa_engine.VQAEngine``."""
 
-    async def answer(self, image: bytes, question: str, *, top_k: int | None = None) -> Prediction: ...
+    async def answer(
+        self, image: bytes, question: str, *, top_k: int | None = None, history: History = ()
+    ) -> Prediction: ...
 
     def stats(self) -> EngineStats: ...
 
@@ -98,6 +102,7 @@ class ChatCore:
         shared_in_flight: SharedLoad | None = None,
         answers: SharedAnswers | None = None,
         health: Callable[[], Sequence[str]] = tuple,
+        conversation: ConversationBounds | None = None,
     ) -> None:
         self.engine = engine
         self.limiter = limiter
@@ -114,6 +119,8 @@ class ChatCore:
         self.answers = answers  # answers shared with other processes, for their buttons
         self.observe = observe  # (platform, outcome, latency s) once per question: metrics
         self.health = health  # more /health lines: shared state, Discord shards
+        # how many earlier turns about the last image a model that writes answers reads
+        self.conversation = conversation if conversation is not None else ConversationBounds()
         self.outcomes: Counter[tuple[str, str]] = Counter()
         self._revision: str | None = None
 
@@ -132,8 +139,11 @@ class ChatCore:
         if not event.addressed:
             return None
         question = extract_question(event.text)
+        history: History | None = None  # the earlier turns about the image (None: none kept)
         if event.images:
             images = event.images
+            if len(usable) == len(images) == 1:  # a conversation about this image starts
+                history = await self._history(key, remembered=False)
         elif event.replied_image is not None:
             images = (event.replied_image,)
         elif event.replied_hidden:
@@ -143,14 +153,18 @@ class ChatCore:
             if remembered is None:
                 return Reply(replies.NO_IMAGE, Outcome.NO_IMAGE)
             images = (remembered,)
+            history = await self._history(key, remembered=True)
         if not question:
             if not event.images:
                 return Reply(replies.NEED_QUESTION, Outcome.NEED_QUESTION)
             if not usable:  # say what is wrong with the file now, not after the question
                 return self._finish(event, "", self._refusal(event.images[0]), event.images[0].size, 0.0)
             return Reply(replies.ask_what(event.platform, private=event.private), Outcome.PROMPT)
-        answers = [await self._answer(event, question, image) for image in images]
+        answers = [await self._answer(event, question, image, history or ()) for image in images]
         if len(answers) == 1:
+            if history is not None and answers[0].outcome is Outcome.ANSWERED:
+                turn = (question, answers[0].predictions[0].answer)
+                await self.memory.keep_history(key, self.conversation.after(history, turn))
             return answers[0]
         outcome = next((a.outcome for a in answers if a.outcome is Outcome.ANSWERED), answers[0].outcome)
         predictions = tuple(p for a in answers for p in a.predictions)  # (buttons: one answer's only)
@@ -159,9 +173,16 @@ class ChatCore:
     def is_admin(self, platform: str, user_id: str) -> bool:
         return (platform, user_id) in self.admins
 
+    async def _history(self, key: MemoryKey, *, remembered: bool) -> History | None:
+        """The earlier turns a question about the chat's last image follows (empty for a new
+        image), or None when none are kept: a classifier answers each question alone."""
+        if not (self.conversation.enabled and self._written_answers):
+            return None
+        return await self.memory.history(key) if remembered else ()
+
     # -- one question about one image ---------------------------------------------------------
 
-    async def _answer(self, event: ChatEvent, question: str, image: ImageRef) -> Reply:
+    async def _answer(self, event: ChatEvent, question: str, image: ImageRef, history: History) -> Reply:
         started = time.perf_counter()
         refusal = self._refusal(image)
         if refusal is not None:
@@ -193,7 +214,7 @@ class ChatCore:
                     log.warning("could not download an image from %s: %s", event.platform, type(exc).__name__)
                     reply = Reply(replies.DOWNLOAD_FAILED, Outcome.ERROR)
                     return self._finish(event, question, reply, None, started)
-                reply = await self._ask_engine(data, question, event.top_k)
+                reply = await self._ask_engine(data, question, event.top_k, history)
                 if reply.outcome is Outcome.ANSWERED:
                     reply = await self._with_buttons(event, question, reply)
                 return self._finish(event, question, reply, len(data), started)
@@ -208,9 +229,12 @@ class ChatCore:
     def _queue_full(exc: QueueFullError) -> Reply:
         return Reply(replies.queue_full(exc.waiting), Outcome.QUEUE_FULL, retry_after_s=exc.retry_after_s)
 
-    async def _ask_engine(self, data: bytes, question: str, top_k: int | None) -> Reply:
+    async def _ask_engine(self, data: bytes, question: str, top_k: int | None, history: History) -> Reply:
         try:
-            prediction = await self.engine.answer(data, question, top_k=top_k)
+            if history:  # (an engine that answers each question alone is never given turns)
+                prediction = await self.engine.answer(data, question, top_k=top_k, history=history)
+            else:
+                prediction = await self.engine.answer(data, question, top_k=top_k)
         except VQAInputError as exc:
             return Reply(replies.sentence(str(exc)), _REJECTED.get(type(exc), Outcome.REJECTED_BAD_INPUT))
         except InferenceError as exc:
@@ -339,6 +363,9 @@ class ChatCore:
             facts = self.facts
             text = replies.help_text(event.platform, max_image_bytes=self.max_image_bytes, facts=facts)
             return Reply(text, Outcome.HELP)
+        if event.command is Command.NEW:
+            await self.memory.forget((event.platform, event.chat_id, event.user_id))
+            return Reply(replies.NEW_CONVERSATION, Outcome.NEW_CONVERSATION)
         if event.command is Command.ABOUT:
             facts = self.facts
             return Reply(replies.about_text(facts) if facts else replies.model_line(None), Outcome.HELP)

@@ -22,6 +22,7 @@ class Command(StrEnum):
     START = "start"
     HELP = "help"
     ABOUT = "about"  # what the model knows and how well
+    NEW = "new"  # forget the last image and the conversation about it
     HEALTH = "health"
     STATS = "stats"
 
@@ -69,6 +70,7 @@ class Outcome(StrEnum):
     CHART = "chart"  # the chart of an answer
     FEEDBACK = "feedback"  # a 👍 or 👎 recorded
     EXPIRED = "expired"  # a button under an answer too old to remember
+    NEW_CONVERSATION = "new_conversation"  # /new: the last image and its turns forgotten
 
     @property
     def is_question(self) -> bool:
@@ -86,6 +88,7 @@ _NOT_QUESTIONS = frozenset(
         Outcome.ADMIN,
         Outcome.NOT_ADMIN,
         Outcome.CHART,
+        Outcome.NEW_CONVERSATION,
         Outcome.FEEDBACK,
         Outcome.EXPIRED,
     }

@@ -26,6 +26,10 @@ MIN_WEBHOOK_SECRET = 16
 DEFAULT_MAX_IN_FLIGHT_PER_USER = 2
 DEFAULT_MAX_QUEUED_PER_USER = 5
 DEFAULT_FOLLOW_UP_MINUTES = 10.0
+#: earlier question/answer pairs kept per chat image for a model that writes answers (0: none)
+DEFAULT_CONVERSATION_TURNS = 4
+#: the most characters of those earlier turns a follow-up carries (the oldest go first)
+DEFAULT_CONVERSATION_CHARS = 2000
 #: messages a second to all chats together: Telegram's limit for a bot (a self-hosted Bot API
 #: server, or a bot with paid broadcasts, may allow more)
 DEFAULT_TELEGRAM_FLOOD_LIMIT = 30.0
@@ -54,6 +58,19 @@ class ChatOptions(BaseModel):
         default=DEFAULT_FOLLOW_UP_MINUTES,
         gt=0,
         description="how long a user's last image is kept for follow-up questions",
+    )
+    conversation_turns: int = Field(
+        default=DEFAULT_CONVERSATION_TURNS,
+        ge=0,
+        description=(
+            "earlier question/answer pairs about a chat's last image that a model writing answers "
+            "reads before a follow-up question; 0: each question alone"
+        ),
+    )
+    conversation_chars: int = Field(
+        default=DEFAULT_CONVERSATION_CHARS,
+        ge=0,
+        description="the most characters of those earlier turns a follow-up carries; the oldest go first",
     )
     admin_ids: str = Field(
         default="", description="who may use /health and /stats, e.g. telegram:123,discord:456"

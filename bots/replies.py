@@ -31,7 +31,7 @@ HELP = {
         "• Reply to a photo with a question to ask about that photo.\n"
         "• Send a photo without a caption, then ask as many questions as you like about it.\n"
         "• In groups, mention me or use /ask in the caption.\n"
-        "• /about: what I know and how well.\n"
+        "• /about: what I know and how well. /new: forget the last photo.\n"
         "I read {formats} images up to {max_mb} MB."
     ),
     "discord": (
@@ -41,7 +41,7 @@ HELP = {
         "• In a server, mention me in the message with the image, or use /ask.\n"
         "• Reply to a message with an image and mention me to ask about that image.\n"
         "• Send an image without a question, then ask as many questions as you like about it.\n"
-        "• /about: what I know and how well.\n"
+        "• /about: what I know and how well. /new: forget the last image.\n"
         "I read {formats} images up to {max_mb} MB."
     ),
 }
@@ -61,16 +61,20 @@ COMMANDS = {
         "ask": "ask about a photo (reply to it, or put /ask in its caption)",
         "help": "how to use this bot",
         "about": "what the model knows, and how well",
+        "new": "forget the last photo and start afresh",
         "start": "what this bot does",
     },
     "discord": {
         "ask": "Ask a question about an image",
         "help": "How to use this bot",
         "about": "What the model knows, and how well",
+        "new": "Forget the last image and start afresh",
         "health": "Is the bot healthy? (admins)",
         "stats": "What has the bot been doing? (admins)",
     },
 }
+#: /new: the last image and the conversation about it are forgotten
+NEW_CONVERSATION = "Starting afresh: send a picture."
 ASK_OPTIONS = {"image": "the picture", "question": "e.g. what color is the shape?"}
 ASK_WHAT = "Got the picture. What would you like to know about it? (e.g. “what shape is it?”)"
 ASK_WHAT_GROUP = {

@@ -72,6 +72,7 @@ _COMMANDS = {
     "start": Command.START,
     "help": Command.HELP,
     "about": Command.ABOUT,
+    "new": Command.NEW,
     "health": Command.HEALTH,
     "stats": Command.STATS,
 }
@@ -318,7 +319,7 @@ class TelegramAdapter:
     # -- handlers ---------------------------------------------------------------------------
 
     async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """/start, /help, /health, /stats."""
+        """/start, /help, /about, /new, /health, /stats."""
         message = update.effective_message
         if message is None or message.from_user is None or not message.text:
             return

@@ -82,6 +82,7 @@ def build_core(
 ) -> ChatCore:
     """The one chat core every front end asks: limits, queue, memory, the log, the engine
     (``state``: where limits and memory live; this process's memory when not given)."""
+    from bots.conversation import ConversationBounds
     from bots.core import ChatCore
     from bots.options import ChatOptions
     from bots.user_queue import UserQueue
@@ -91,6 +92,7 @@ def build_core(
         state = memory_state(settings)
     return ChatCore(
         engine,
+        conversation=ConversationBounds(turns=options.conversation_turns, chars=options.conversation_chars),
         limiter=state.limiter,
         queue=UserQueue(
             max_in_flight=options.max_in_flight_per_user, max_waiting=options.max_queued_per_user

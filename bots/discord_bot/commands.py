@@ -21,6 +21,7 @@ OnError = Callable[[discord.Interaction[Any], app_commands.AppCommandError], Cor
 PLAIN_COMMANDS = {
     "help": Command.HELP,
     "about": Command.ABOUT,
+    "new": Command.NEW,
     "health": Command.HEALTH,
     "stats": Command.STATS,
 }

@@ -3,7 +3,10 @@ is answered about the image sent to this one.
 
 Only the reference is stored (``ImageRef``: a Telegram file id or a Discord attachment URL, its
 size and type), never image bytes. Key: ``PREFIX:image:{platform}:{chat}:{user}``, a JSON string
-that expires ``FOLLOW_UP_MINUTES`` after it was written.
+that expires ``FOLLOW_UP_MINUTES`` after it was written. The conversation about that image (the
+earlier questions and answers, ``bots.conversation``) sits beside it in
+``PREFIX:turns:{platform}:{chat}:{user}``, a JSON list with the same lifetime, deleted when a new
+image is remembered.
 
 This process keeps its own copy of what it remembers (bounded, expiring). While Redis is down that
 copy answers alone; when Redis is back the images remembered meanwhile are written to Redis (unless
@@ -13,6 +16,7 @@ A recall takes the newer of Redis's and this process's image.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -24,6 +28,7 @@ from redis.asyncio import Redis
 from bots.events import ImageRef
 from bots.memory import MemoryKey
 from bots.state.link import RedisLink, RedisUnavailable
+from vqa_engine.conversation import History
 
 #: set KEYS[1] to ARGV[1] for ARGV[3] ms unless it holds an image remembered after ARGV[2]
 _SET_IF_NEWER = """
@@ -60,6 +65,7 @@ class RedisImageMemory:
         self.ttl_s = ttl_s
         self._clock = clock
         self._local: TTLCache[MemoryKey, _Kept] = TTLCache(maxsize=max_users, ttl=ttl_s, timer=clock)
+        self._turns: TTLCache[MemoryKey, History] = TTLCache(maxsize=max_users, ttl=ttl_s, timer=clock)
         self._unshared: set[MemoryKey] = set()  # remembered while Redis was down
         self._set_if_newer = link.client.register_script(_SET_IF_NEWER)
         link.on_back(self.share_again)
@@ -67,11 +73,16 @@ class RedisImageMemory:
     def _key(self, key: MemoryKey) -> str:
         return self.link.key("image", *key)
 
+    def _turns_key(self, key: MemoryKey) -> str:
+        return self.link.key("turns", *key)
+
     async def remember(self, key: MemoryKey, image: ImageRef) -> None:
         kept = _Kept(image, self._clock())
         self._local[key] = kept
+        self._turns.pop(key, None)
         try:
             await self.link.call(lambda r: r.set(self._key(key), _dumps(kept), px=int(self.ttl_s * 1000)))
+            await self.link.call(lambda r: r.delete(self._turns_key(key)))
         except RedisUnavailable:
             self._unshared.add(key)
         else:
@@ -86,6 +97,28 @@ class RedisImageMemory:
         shared = _loads(raw) if raw is not None else None
         newest = max((k for k in (local, shared) if k is not None), key=lambda k: k.at, default=None)
         return newest.image if newest is not None else None
+
+    async def history(self, key: MemoryKey) -> History:
+        """The turns in Redis (another process may have answered the last one), else this
+        process's copy."""
+        try:
+            raw = await self.link.call(lambda r: r.get(self._turns_key(key)))
+        except RedisUnavailable:
+            return self._turns.get(key, ())
+        return _load_turns(raw) if raw is not None else ()
+
+    async def keep_history(self, key: MemoryKey, history: History) -> None:
+        self._turns[key] = history
+        text = json.dumps([list(turn) for turn in history])
+        with contextlib.suppress(RedisUnavailable):  # this process's copy answers while it is down
+            await self.link.call(lambda r: r.set(self._turns_key(key), text, px=int(self.ttl_s * 1000)))
+
+    async def forget(self, key: MemoryKey) -> None:
+        self._local.pop(key, None)
+        self._turns.pop(key, None)
+        self._unshared.discard(key)
+        with contextlib.suppress(RedisUnavailable):  # other processes' copies expire on their own
+            await self.link.call(lambda r: r.delete(self._key(key), self._turns_key(key)))
 
     async def count(self) -> int:
         """Images remembered now: every process's (a scan of the keys; /stats only), or this
@@ -118,6 +151,13 @@ class RedisImageMemory:
 
 def _dumps(kept: _Kept) -> str:
     return json.dumps({"image": dataclasses.asdict(kept.image), "at": kept.at})
+
+
+def _load_turns(raw: bytes | str) -> History:
+    try:
+        return tuple((str(question), str(answer)) for question, answer in json.loads(raw))
+    except (ValueError, TypeError):
+        return ()  # written by another version: as if the conversation started afresh
 
 
 def _loads(raw: bytes | str) -> _Kept | None:

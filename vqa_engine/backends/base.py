@@ -23,6 +23,7 @@ from PIL import Image
 
 from vqa_engine.checks.answer_checks import AnswerChecks
 from vqa_engine.checks.options import CheckOptions
+from vqa_engine.conversation import History
 from vqa_engine.model_info import ModelInfo
 from vqa_engine.options import DEFAULT_TOP_K
 from vqa_engine.prediction import Candidate, Prediction
@@ -113,6 +114,13 @@ class Backend(ABC):
         if rows != len(questions):
             raise RuntimeError(f"model returned {rows} rows for {len(questions)} inputs")
         return self.checks.apply(to_predictions(scores, top_k), questions)
+
+    def predict_turns(
+        self, inputs: Sequence[object], questions: Sequence[str], histories: Sequence[History], *, top_k: int
+    ) -> list[Prediction]:
+        """Like ``predict_batch``, each question after its earlier turns: a model that does not
+        write answers (a classifier) reads only the question."""
+        return self.predict_batch(inputs, questions, top_k=top_k)
 
     def predict(
         self, image: bytes, question: str, *, top_k: int = DEFAULT_TOP_K, limits: ImageLimits = ImageLimits()

@@ -24,6 +24,9 @@ template's generation prompt.
 - **Questions are text.** The model's control tokens (``<image>``, ``<end_of_utterance>``,
   ``<|im_start|>``...) are taken out of a question before it reaches the template, so a question
   cannot add an image placeholder or end its turn and write the assistant's.
+- **Conversations.** A follow-up comes with the earlier (question, answer) turns about the same
+  image (``predict_turns``): they are alternating user and assistant turns before the new question,
+  the image in the first user turn only, the earlier answers cleaned of control tokens too.
 - ``QUANTIZE=int8`` makes the Linear layers dynamic int8 on the CPU, as for the other
   transformers backends. Nothing from the model folder is executed
   (``vqa_engine.backends.transformers_load``).
@@ -40,13 +43,15 @@ from typing import Any
 import torch
 from PIL import Image
 
-from vqa_engine.backends.base import Backend, RankedScores
+from vqa_engine.backends.base import Backend, RankedScores, to_predictions
 from vqa_engine.backends.transformers_load import info_fields, load_model, quantize_on_cpu, read_config
 from vqa_engine.backends.written_answers import WrittenScores, end_ids, greedy_scores
+from vqa_engine.conversation import History
 from vqa_engine.errors import ModelPackageError, first_line
 from vqa_engine.model_info import VISION_LANGUAGE, ModelInfo
 from vqa_engine.modular.package_format import ModelSource
 from vqa_engine.options import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SYSTEM_PROMPT
+from vqa_engine.prediction import Prediction
 
 #: an image processor's ``size`` above this is a pixel count (Qwen2-VL's), not a side
 _LARGEST_SIDE = 8192
@@ -121,16 +126,23 @@ class VisionLanguageBackend(Backend):
         return image
 
     def scores(self, inputs: Sequence[object], questions: Sequence[str], *, top_k: int) -> RankedScores:
-        written, scores = self.generate(inputs, questions)
-        rows: list[list[tuple[str, float]]] = []
-        for text, confidence in zip(written, scores.per_token().tolist(), strict=True):
-            answer = " ".join(text.split())
-            rows.append([(answer, confidence)] if answer else [])  # nothing written: no answer
-        return RankedScores(rows)
+        return ranked(*self.generate(inputs, questions))
+
+    def predict_turns(
+        self, inputs: Sequence[object], questions: Sequence[str], histories: Sequence[History], *, top_k: int
+    ) -> list[Prediction]:
+        """Each question read after its earlier turns about the same image."""
+        scores = ranked(*self.generate(inputs, questions, histories=histories))
+        return self.checks.apply(to_predictions(scores, top_k), questions)
 
     @torch.inference_mode()
     def generate(
-        self, images: Sequence[object], questions: Sequence[str], *, max_new_tokens: int | None = None
+        self,
+        images: Sequence[object],
+        questions: Sequence[str],
+        *,
+        max_new_tokens: int | None = None,
+        histories: Sequence[History] | None = None,
     ) -> tuple[list[str], WrittenScores]:
         """The texts written for each (image, question), and their tokens' scores: one padded
         batch, one greedy ``generate``."""
@@ -138,7 +150,11 @@ class VisionLanguageBackend(Backend):
         if max_new_tokens is not None:
             generation = copy.deepcopy(generation)
             generation.max_new_tokens = max_new_tokens
-        conversations = [self.conversation(image, q) for image, q in zip(images, questions, strict=True)]
+        earlier = histories if histories is not None else [()] * len(questions)
+        conversations = [
+            self.conversation(image, q, history)
+            for image, q, history in zip(images, questions, earlier, strict=True)
+        ]
         encoded = self.processor.apply_chat_template(
             conversations,
             add_generation_prompt=True,
@@ -157,17 +173,23 @@ class VisionLanguageBackend(Backend):
         written = self.tokenizer.batch_decode(out.sequences[:, prompt_length:], skip_special_tokens=True)
         return written, greedy_scores(self.model, out, self.end_ids)
 
-    def conversation(self, image: object, question: str) -> Conversation:
-        """The chat the model reads: the system turn (when set), then the image and question."""
-        text = self.plain_text(question)
+    def conversation(self, image: object, question: str, history: History = ()) -> Conversation:
+        """The chat the model reads: the system turn (when set), the earlier questions and answers
+        (the image with the first question), then the new question."""
+        asked = [self.plain_text(q) for q, _ in history] + [self.plain_text(question)]
         turns: Conversation = []
         if self.system_prompt and self.system_turn:
             turns.append({"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
         elif self.system_prompt:
-            text = f"{self.system_prompt}\n{text}"
-        turns.append(
-            {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}
-        )
+            asked[0] = f"{self.system_prompt}\n{asked[0]}"
+        answers = [self.plain_text(a) for _, a in history]
+        for i, text in enumerate(asked):
+            content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+            if i == 0:
+                content.insert(0, {"type": "image", "image": image})
+            turns.append({"role": "user", "content": content})
+            if i < len(answers):
+                turns.append({"role": "assistant", "content": [{"type": "text", "text": answers[i]}]})
         return turns
 
     def plain_text(self, question: str) -> str:
@@ -188,6 +210,15 @@ class VisionLanguageBackend(Backend):
     def warm_up(self) -> None:
         """One small picture and one token: loads the lazy parts without writing a sentence."""
         self.generate([Image.new("RGB", (_WARM_UP_SIDE, _WARM_UP_SIDE))], ["warm up"], max_new_tokens=1)
+
+
+def ranked(written: list[str], scores: WrittenScores) -> RankedScores:
+    """One row per question: its written answer with its per-token confidence (none if empty)."""
+    rows: list[list[tuple[str, float]]] = []
+    for text, confidence in zip(written, scores.per_token().tolist(), strict=True):
+        answer = " ".join(text.split())
+        rows.append([(answer, confidence)] if answer else [])  # nothing written: no answer
+    return RankedScores(rows)
 
 
 def greedy_config(base: Any, tokenizer: Any, max_new_tokens: int) -> Any:

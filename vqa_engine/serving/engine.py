@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import psutil
 
 from vqa_engine.checks.options import CheckOptions
+from vqa_engine.conversation import History, history_key
 from vqa_engine.errors import (
     EngineBusyError,
     EngineClosedError,
@@ -70,6 +71,7 @@ class _Request:
     image: bytes | None  # dropped once decoded
     question: str
     future: asyncio.Future[Prediction]  # touched on the event loop only
+    history: History = ()  # the earlier turns about this image, read by models that write
     inputs: object = None  # the backend's input for the image, set by a decode thread
 
 
@@ -243,8 +245,11 @@ class VQAEngine:
         a photo smaller than this loses detail, a larger one is only downscaled."""
         return self.model_info.input_size
 
-    async def answer(self, image: bytes, question: str, *, top_k: int | None = None) -> Prediction:
-        """Answer ``question`` about the encoded ``image`` (PNG, JPEG, WebP, GIF, BMP).
+    async def answer(
+        self, image: bytes, question: str, *, top_k: int | None = None, history: History = ()
+    ) -> Prediction:
+        """Answer ``question`` about the encoded ``image`` (PNG, JPEG, WebP, GIF, BMP), after the
+        earlier (question, answer) turns about it in ``history`` (read by models that write).
 
         Raises a ``VQAInputError`` subclass for an image or question that cannot be used,
         ``EngineBusyError`` when the queue is full, ``EngineTimeoutError``, ``EngineClosedError``
@@ -272,7 +277,7 @@ class VQAEngine:
         outcome: EngineOutcome = "error"
         try:
             async with asyncio.timeout(self.options.request_timeout_s):
-                prediction = await self._answer(image, question)
+                prediction = await self._answer(image, question, history)
             outcome = "answered"
             return prediction.truncated(k)
         except TimeoutError:
@@ -293,7 +298,7 @@ class VQAEngine:
             latency = (time.perf_counter() - started) * 1000 if outcome == "answered" else None
             self._stats.count(outcome, latency)
 
-    async def _answer(self, image: bytes, question: str) -> Prediction:
+    async def _answer(self, image: bytes, question: str, history: History) -> Prediction:
         assert self._decode_pool is not None and self._loop is not None and self._backend is not None
         key: CacheKey | None = None
         if self._cache.enabled:
@@ -301,12 +306,12 @@ class VQAEngine:
                 digest = image_digest(image)
             else:
                 digest = await self._loop.run_in_executor(self._decode_pool, image_digest, image)
-            key = (digest, self._backend.question_key(question), self._model_key)
+            key = (digest, self._backend.question_key(question) + history_key(history), self._model_key)
             cached = await self._cache.lookup(key)
             if cached is not None:
                 return cached
 
-        request = _Request(image, question, self._loop.create_future())
+        request = _Request(image, question, self._loop.create_future(), history)
         self._queue.expect()
         self._decode_pool.submit(self._decode, request)
         prediction = await request.future
@@ -383,8 +388,11 @@ class VQAEngine:
 
     def _forward(self, batch: Sequence[_Request]) -> list[Prediction]:
         assert self._backend is not None
-        questions = [r.question for r in batch]
-        predictions = self._backend.predict_batch([r.inputs for r in batch], questions, top_k=MAX_TOP_K)
+        questions, inputs, histories = zip(*((r.question, r.inputs, r.history) for r in batch), strict=True)
+        if any(histories):  # a follow-up in the batch: the backend reads the earlier turns
+            predictions = self._backend.predict_turns(inputs, questions, histories, top_k=MAX_TOP_K)
+        else:
+            predictions = self._backend.predict_batch(inputs, questions, top_k=MAX_TOP_K)
         if len(predictions) != len(questions):
             raise RuntimeError(
                 f"the model returned {len(predictions)} answers for {len(questions)} questions"
